@@ -1,0 +1,33 @@
+"""attnlab: see, steer, speed up and tune the attention of any Hugging Face transformer.
+
+Importing attnlab is cheap: torch, transformers and plotting libraries load only when a
+function that needs them is called.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "load": "attnlab.models",
+    "EMBEDDED": "attnlab.models",
+    "attach": "attnlab.session",
+    "Session": "attnlab.session",
+    "UnsupportedModelError": "attnlab.session",
+    "AttnCall": "attnlab.call",
+    "KernelOutput": "attnlab.call",
+    "KERNELS": "attnlab.kernels",
+    "encode": "attnlab.text",
+    "InputError": "attnlab.text",
+    "layout": "attnlab.layout",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'attnlab' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""Benchmarks: real-text corpora, cases, timing and memory."""

@@ -1,0 +1,23 @@
+"""The `attnlab` command line: a thin typer app, one module per command group."""
+
+from __future__ import annotations
+
+
+def build_app():
+    import typer
+
+    from . import inspect, models
+
+    app = typer.Typer(
+        help="See, steer, speed up and tune the attention of Hugging Face transformers, head by head.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    for module in (models, inspect):
+        module.register(app)
+    return app
+
+
+def main() -> None:
+    build_app()()

