@@ -1,0 +1,275 @@
+(function () {
+"use strict";
+// Every string from the data reaches the page through textContent or a DOM property,
+// never through innerHTML: token text cannot become markup.
+var D = JSON.parse(document.getElementById("attnlab-data").textContent);
+var doc = D.doc, views = D.views, tokens = D.tokens || [];
+var heads = doc.heads || [];
+function $(id) { return document.getElementById(id); }
+function el(tag, cls, text) {
+  var e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = String(text);
+  return e;
+}
+function isNum(v) { return typeof v === "number" && isFinite(v); }
+function fmt(v) {
+  if (!isNum(v)) return "n/a";
+  if (Number.isInteger(v)) return String(v);
+  return Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(4);
+}
+function show(t) { return String(t).replace(/\n/g, "\u21b5").replace(/\t/g, "\u21e5").replace(/\r/g, "\u240d"); }
+
+var nLayers = 0, nHeads = 0, byKey = {};
+heads.forEach(function (h) {
+  nLayers = Math.max(nLayers, h.layer + 1); nHeads = Math.max(nHeads, h.head + 1);
+  byKey[h.layer + "." + h.head] = h;
+});
+
+var VIR = [[68,1,84],[72,40,120],[62,74,137],[49,104,142],[38,130,142],[31,158,137],[53,183,121],[109,205,89],[180,222,44],[253,231,37]];
+function viridis(t) {
+  t = Math.min(1, Math.max(0, t)) * (VIR.length - 1);
+  var i = Math.min(VIR.length - 2, Math.floor(t)), f = t - i, a = VIR[i], b = VIR[i + 1];
+  return "rgb(" + [0, 1, 2].map(function (c) { return Math.round(a[c] + f * (b[c] - a[c])); }).join(",") + ")";
+}
+var KIND_COLORS = {"sink": "#6c757d", "previous-token": "#2a9d8f", "induction": "#e4572e", "retrieval": "#8e44ad",
+  "local": "#4c8bd6", "global": "#e9c46a", "mixed": "#b8c1cc", "unknown": "#d9dee6"};
+var SPARE = ["#f4a261", "#264653", "#a7c957", "#bc4749", "#6a4c93", "#1982c4"];
+function kindOf(h) { return String(h.kind === undefined || h.kind === null ? "unknown" : h.kind).trim().toLowerCase().replace(/[_ ]/g, "-"); }
+function kindColor(k) {
+  if (!(k in KIND_COLORS)) KIND_COLORS[k] = SPARE[Object.keys(KIND_COLORS).length % SPARE.length];
+  return KIND_COLORS[k];
+}
+
+// ---- tooltip ----
+var tip = $("tip");
+function tipShow(ev, h) {
+  tip.textContent = "";
+  tip.appendChild(el("b", "", "layer " + h.layer + ", head " + h.head));
+  tip.appendChild(document.createTextNode("  kind: " + kindOf(h) + "\n"));
+  D.stats.forEach(function (s) { if (s[0] in h) tip.appendChild(document.createTextNode(s[1] + ": " + fmt(h[s[0]]) + "\n")); });
+  if ("retrieval_events" in h) tip.appendChild(document.createTextNode("retrieval copy events: " + fmt(h.retrieval_events) + "\n"));
+  var top = h.top_received || [];
+  if (top.length) {
+    tip.appendChild(el("b", "", "top received"));
+    top.forEach(function (r) { tip.appendChild(document.createTextNode("\n  pos " + r.position + "  \u00ab" + show(r.token) + "\u00bb  " + fmt(r.value))); });
+  }
+  tipMove(ev);
+  tip.hidden = false;
+}
+function tipMove(ev) {
+  var x = ev.clientX + 14, y = ev.clientY + 14, w = tip.offsetWidth, hgt = tip.offsetHeight;
+  if (x + w > window.innerWidth - 4) x = ev.clientX - w - 14;
+  if (y + hgt > window.innerHeight - 4) y = Math.max(4, ev.clientY - hgt - 14);
+  tip.style.left = x + "px"; tip.style.top = y + "px";
+}
+function tipHide() { tip.hidden = true; }
+
+// ---- grids ----
+var cw = Math.max(4, Math.min(14, Math.floor(260 / Math.max(1, nHeads))));
+var ch = Math.max(3, Math.min(14, Math.floor(420 / Math.max(1, nLayers))));
+function gridCard(title, desc, colorOf) {
+  var card = el("div", "grid-card"), grid = el("div", "grid");
+  card.appendChild(el("h3", "", title));
+  if (desc) card.title = desc;
+  grid.style.gridTemplateColumns = "repeat(" + nHeads + ", " + cw + "px)";
+  grid.style.setProperty("--cw", cw + "px"); grid.style.setProperty("--ch", ch + "px");
+  for (var l = 0; l < nLayers; l++) for (var k = 0; k < nHeads; k++) {
+    var h = byKey[l + "." + k], c = el("div", "cell");
+    c.dataset.key = l + "." + k;
+    var color = h ? colorOf(h) : null;
+    if (color) c.style.background = color; else c.classList.add("na");
+    grid.appendChild(c);
+  }
+  grid.addEventListener("mousemove", function (ev) {
+    var h = byKey[ev.target.dataset && ev.target.dataset.key];
+    if (h) tipShow(ev, h); else tipHide();
+  });
+  grid.addEventListener("mouseleave", tipHide);
+  grid.addEventListener("click", function (ev) {
+    var key = ev.target.dataset && ev.target.dataset.key;
+    if (byKey[key]) selectHead(byKey[key].layer, byKey[key].head);
+  });
+  card.appendChild(grid);
+  card.appendChild(el("div", "grid-axis", "\u2192 heads 0\u2013" + (nHeads - 1) + ", \u2193 layers 0\u2013" + (nLayers - 1)));
+  return card;
+}
+function buildGrids() {
+  var list = $("grid-list");
+  D.stats.forEach(function (s) {
+    var vals = heads.map(function (h) { return h[s[0]]; }).filter(isNum);
+    if (!vals.length) return;
+    var lo = Math.min.apply(null, vals), hi = Math.max.apply(null, vals), span = hi - lo || 1;
+    var card = gridCard(s[1], s[2], function (h) { return isNum(h[s[0]]) ? viridis((h[s[0]] - lo) / span) : null; });
+    card.dataset.stat = s[0];
+    var bar = el("div", "scale");
+    bar.style.background = "linear-gradient(to right," + VIR.map(function (c) { return "rgb(" + c.join(",") + ")"; }).join(",") + ")";
+    card.appendChild(bar);
+    var ax = el("div", "axis");
+    ax.appendChild(el("span", "", fmt(lo))); ax.appendChild(el("span", "", fmt(hi)));
+    card.appendChild(ax);
+    list.appendChild(card);
+  });
+  if (!list.children.length) list.appendChild(el("p", "help", "No numeric statistics in heads.json."));
+}
+function buildKinds() {
+  var box = $("kind-grid"), counts = {};
+  heads.forEach(function (h) { var k = kindOf(h); counts[k] = (counts[k] || 0) + 1; });
+  var card = gridCard("kind of each head", "", function (h) { return kindColor(kindOf(h)); });
+  var legend = el("div", "legend");
+  Object.keys(counts).sort(function (a, b) { return counts[b] - counts[a]; }).forEach(function (k) {
+    var item = el("span"), sw = el("span", "swatch");
+    sw.style.background = kindColor(k);
+    item.appendChild(sw); item.appendChild(document.createTextNode(k + " (" + counts[k] + ")"));
+    legend.appendChild(item);
+  });
+  card.appendChild(legend);
+  box.appendChild(card);
+}
+function buildSinks() {
+  var sinks = doc.sinks || [], box = $("sink-table");
+  if (!sinks.length) { box.appendChild(el("p", "help", "No sink tokens above the threshold.")); return; }
+  var t = el("table", "sinks"), head = el("tr");
+  ["position", "token", "share of heads", "mean received"].forEach(function (c) { head.appendChild(el("th", "", c)); });
+  t.appendChild(head);
+  sinks.forEach(function (s) {
+    var r = el("tr");
+    r.appendChild(el("td", "", s.position)); r.appendChild(el("td", "tok", show(s.token)));
+    r.appendChild(el("td", "", fmt(s.heads_fraction))); r.appendChild(el("td", "", fmt(s.mean_received)));
+    t.appendChild(r);
+  });
+  box.appendChild(t);
+}
+
+// ---- packed arrays ----
+function bytes(b64) {
+  var bin = atob(b64), u = new Uint8Array(bin.length);
+  for (var i = 0; i < bin.length; i++) u[i] = bin.charCodeAt(i);
+  return new DataView(u.buffer);
+}
+function f16(h) {
+  var s = (h & 0x8000) ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
+  if (e === 0) return s * Math.pow(2, -14) * (f / 1024);
+  if (e === 31) return f ? NaN : s * Infinity;
+  return s * Math.pow(2, e - 15) * (1 + f / 1024);
+}
+function unpack(idxB64, valB64, k) {
+  var di = bytes(idxB64), dv = bytes(valB64), n = di.byteLength / 2;
+  var idx = new Uint16Array(n), val = new Float32Array(n);
+  for (var i = 0; i < n; i++) { idx[i] = di.getUint16(2 * i, true); val[i] = f16(dv.getUint16(2 * i, true)); }
+  return {idx: idx, val: val, k: k, rows: n / k};
+}
+
+// ---- token text panes ----
+function tokenPane(boxId, onClick) {
+  var box = $(boxId), spans = [];
+  tokens.forEach(function (t, i) {
+    var s = el("span", "tok-span", show(t).replace(/\u21b5/g, "\u21b5\n"));
+    s.dataset.pos = i; s.title = "position " + i;
+    box.appendChild(s); spans.push(s);
+  });
+  box.addEventListener("click", function (ev) { if (ev.target.dataset && ev.target.dataset.pos !== undefined) onClick(+ev.target.dataset.pos); });
+  return spans;
+}
+function paint(spans, weights, rgb, focus, skip) {
+  var max = 0;
+  weights.forEach(function (w, i) { if (!(skip && skip(i)) && w > max) max = w; });
+  spans.forEach(function (s, i) {
+    var w = weights[i] || 0, a = max > 0 ? Math.min(1, w / max) : 0;
+    s.style.background = w > 0 ? "rgba(" + rgb + "," + (0.08 + 0.85 * a).toFixed(3) + ")" : "";
+    s.classList.toggle("focus", i === focus);
+  });
+}
+function fillList(listId, weights, n) {
+  var list = $(listId), order = [];
+  list.textContent = "";
+  weights.forEach(function (w, i) { if (w > 0) order.push(i); });
+  order.sort(function (a, b) { return weights[b] - weights[a]; });
+  order.slice(0, n).forEach(function (i) {
+    var li = el("li");
+    li.appendChild(el("span", "tok", show(tokens[i])));
+    li.appendChild(document.createTextNode(" pos " + i + "  " + fmt(weights[i])));
+    list.appendChild(li);
+  });
+  return order.length;
+}
+
+// ---- token view ----
+var maps = {}, tv = {layer: 0, head: 0, pos: 0, spans: []};
+function mapOf(l, h) {
+  var m = maps[l + "." + h];
+  if (m && !m.idx) m = maps[l + "." + h] = unpack(m.packed.idx, m.packed.val, views.k);
+  return m || null;
+}
+function selectHead(l, h) {
+  $("tv-layer").value = String(l); $("tv-head").value = String(h);
+  tv.layer = l; tv.head = h;
+  document.querySelectorAll(".cell.sel").forEach(function (c) { c.classList.remove("sel"); });
+  document.querySelectorAll('.cell[data-key="' + l + "." + h + '"]').forEach(function (c) { c.classList.add("sel"); });
+  drawTokenView();
+}
+function drawTokenView() {
+  var status = $("tv-status"), m = views ? mapOf(tv.layer, tv.head) : null;
+  var w = new Float32Array(tokens.length), dir = document.querySelector('input[name="tv-dir"]:checked').value;
+  if (!m) {
+    var have = Object.keys(maps).join(", ");
+    status.textContent = "no map embedded for layer " + tv.layer + " head " + tv.head + (have ? "; embedded: " + have : "");
+    paint(tv.spans, w, "36,86,179", tv.pos); $("tv-list").textContent = "";
+    return;
+  }
+  var k = m.k, covered = 0;
+  if (dir === "out") {
+    for (var j = 0; j < k; j++) { var v = m.val[tv.pos * k + j]; if (v > 0) { w[m.idx[tv.pos * k + j]] = v; covered += v; } }
+  } else {
+    for (var r = views.causal ? tv.pos : 0; r < m.rows; r++) {
+      for (var c = 0; c < k; c++) if (m.idx[r * k + c] === tv.pos && m.val[r * k + c] > 0) w[r] = m.val[r * k + c];
+    }
+  }
+  paint(tv.spans, w, dir === "out" ? "36,86,179" : "228,87,46", tv.pos);
+  var n = fillList("tv-list", w, 40);
+  status.textContent = "layer " + tv.layer + " head " + tv.head + ", token " + tv.pos + ": " + (dir === "out"
+    ? "its top " + k + " keys hold " + (100 * covered).toFixed(1) + "% of its attention"
+    : n + " queries have it among their top " + k);
+}
+function buildTokenView() {
+  var ls = $("tv-layer"), hs = $("tv-head");
+  if (!views || !tokens.length) { $("tv-note").textContent = "No token view in this report (see the notes)."; return; }
+  (views.heads || []).forEach(function (p) { maps[p.layer + "." + p.head] = {packed: p}; });
+  for (var l = 0; l < nLayers; l++) ls.appendChild(el("option", "", String(l)));
+  for (var h = 0; h < nHeads; h++) hs.appendChild(el("option", "", String(h)));
+  $("tv-note").textContent = "Click a token. Maps are embedded for these heads only: " + Object.keys(maps).join(", ")
+    + " (top " + views.k + " keys per query). Showing tokens 0\u2013" + (tokens.length - 1) + " of " + views.n_tokens + ".";
+  tv.spans = tokenPane("tv-text", function (i) { tv.pos = i; drawTokenView(); });
+  tv.pos = tokens.length - 1;
+  ls.addEventListener("change", function () { selectHead(+ls.value, +hs.value); });
+  hs.addEventListener("change", function () { selectHead(+ls.value, +hs.value); });
+  document.querySelectorAll('input[name="tv-dir"]').forEach(function (r) { r.addEventListener("change", drawTokenView); });
+  var first = views.heads && views.heads[0];
+  selectHead(first ? first.layer : 0, first ? first.head : 0);
+}
+
+// ---- rollout ----
+var ro = {target: 0, spans: [], m: null};
+function drawRollout() {
+  var m = ro.m, w = new Float32Array(tokens.length), t = ro.target, skip = $("ro-skip").checked;
+  for (var j = 0; j < m.k; j++) { var v = m.val[t * m.k + j]; if (v > 0) w[m.idx[t * m.k + j]] = v; }
+  paint(ro.spans, w, "42,157,143", t, skip ? function (i) { return i === 0 || i === t; } : null);
+  $("ro-target").value = String(t);
+  fillList("ro-list", w, 40);
+  $("ro-status").textContent = "target " + t + " \u00ab" + show(tokens[t]) + "\u00bb";
+}
+function buildRollout() {
+  var r = views && views.rollout, sel = $("ro-target");
+  if (!r || !tokens.length) { $("ro-status").textContent = "No rollout in this report (see the notes)."; return; }
+  ro.m = unpack(r.idx, r.val, r.k);
+  for (var i = 0; i < ro.m.rows; i++) { var o = el("option", "", i + ": " + show(tokens[i]).slice(0, 24)); o.value = String(i); sel.appendChild(o); }
+  ro.spans = tokenPane("ro-text", function (i) { if (i < ro.m.rows) { ro.target = i; drawRollout(); } });
+  sel.addEventListener("change", function () { ro.target = +sel.value; drawRollout(); });
+  $("ro-skip").addEventListener("change", drawRollout);
+  ro.target = ro.m.rows - 1;
+  drawRollout();
+}
+
+buildGrids(); buildKinds(); buildSinks(); buildTokenView(); buildRollout();
+document.body.dataset.ready = "1";
+})();

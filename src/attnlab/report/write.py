@@ -1,0 +1,48 @@
+"""write_report(): heads.json + the model -> DIR/report.html (and DIR/*.png), what inspect calls."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+
+def token_texts(tokenizer, ids: list[int]) -> list[str]:
+    """The text of every token id on its own (what a person reads for that position)."""
+    return [tokenizer.decode([i]) for i in ids]
+
+
+def write_report(out_dir, model, tokenizer, text: str, max_tokens: int | None = None, truncate: bool = False,
+                 heads: dict | None = None, map_heads=None, max_heads: int = 12, k: int = 16,
+                 window: int = 1024, png: bool = False, sections=()) -> dict:
+    """Build DIR/report.html for `text` from DIR/heads.json (or `heads`), with the model's token views.
+
+    map_heads: (layer, head)s whose maps the token view embeds, or "L.H,L.H" text; default
+      `data.choose_heads(heads, max_heads)`. k: keys kept per query. window: tokens covered
+      by the token view and rollout (the first `window`). png: also write DIR/*.png.
+    Returns {"report": path, "bytes": size, "seconds": wall time, "heads": [...], "pngs": [...]}.
+    """
+    from ..text import encode
+    from .data import choose_heads, load_heads, parse_heads
+    from .html import build_report
+    from .views import token_views
+
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    doc = heads if heads is not None else load_heads(out_dir / "heads.json")
+    if isinstance(map_heads, str):
+        map_heads = parse_heads(map_heads, doc)
+    chosen = list(map_heads) if map_heads else choose_heads(doc, max_heads)
+    ids = encode(model, tokenizer, text, max_tokens=max_tokens, truncate=truncate)["input_ids"]  # [1, T]
+    if len(doc.get("tokens") or []) != ids.shape[1]:
+        doc = {**doc, "tokens": token_texts(tokenizer, ids[0].tolist())}
+    views = token_views(model, ids, chosen, k=k, window=window)
+    pngs = []
+    if png:
+        from .plots import write_pngs
+
+        pngs = [str(p) for p in write_pngs(out_dir, doc)]
+    made = {"report generation": f"{time.perf_counter() - start:.1f} s (token views, rollout"
+                                 f"{', PNGs' if png else ''}; statistics not included)"}
+    path = build_report(out_dir, heads=doc, views=views, sections=sections, made=made)
+    return {"report": str(path), "bytes": path.stat().st_size, "seconds": round(time.perf_counter() - start, 2),
+            "heads": [f"{l}.{h}" for l, h in chosen], "pngs": pngs}
