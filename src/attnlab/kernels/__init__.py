@@ -11,7 +11,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Callable
 
-from . import eager, sdpa
+from . import chunked, eager, sdpa
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class Kernel:
 KERNELS: dict[str, Kernel] = {
     "eager": Kernel(eager.forward, True, "exact reference; exposes scores and probabilities; query blocks"),
     "sdpa": Kernel(sdpa.forward, False, "PyTorch fused scaled-dot-product attention (dense baseline)"),
+    "chunked": Kernel(chunked.forward, False, "exact; query x key blocks with running max / log-sum-exp; O(n) memory"),
 }
 
 
