@@ -110,8 +110,9 @@ def token_views(model, input_ids: torch.Tensor, heads: list[tuple[int, int]], k:
     maps = HeadMaps(list(heads), k)
     roll = Rollout() if rollout else None
     observers = [maps] + ([roll] if roll else [])
+    base = getattr(model, "base_model", None) or model  # no LM head: its logits are not needed
     with attach(model, kernel="eager", observe=observers, block_size=block_size), torch.no_grad():
-        model(input_ids=ids)
+        base(input_ids=ids)
     views = {"window": int(ids.shape[1]), "n_tokens": n_tokens, "k": k, "causal": maps.causal,
              "heads": maps.result() if heads else [], "rollout": None}
     if roll is not None and roll.matrix is not None:
