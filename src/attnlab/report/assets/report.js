@@ -180,6 +180,10 @@ function paint(spans, weights, rgb, focus, skip) {
     s.classList.toggle("focus", i === focus);
   });
 }
+function reveal(box, span) {
+  var top = span.offsetParent === box ? span.offsetTop : span.offsetTop - box.offsetTop;
+  if (top < box.scrollTop || top > box.scrollTop + box.clientHeight - 20) box.scrollTop = Math.max(0, top - box.clientHeight / 2);
+}
 function fillList(listId, weights, n) {
   var list = $(listId), order = [];
   list.textContent = "";
@@ -225,7 +229,8 @@ function drawTokenView() {
       for (var c = 0; c < k; c++) if (m.idx[r * k + c] === tv.pos && m.val[r * k + c] > 0) w[r] = m.val[r * k + c];
     }
   }
-  paint(tv.spans, w, dir === "out" ? "36,86,179" : "228,87,46", tv.pos);
+  paint(tv.spans, w, dir === "out" ? "36,86,179" : "228,87,46", tv.pos,
+        $("tv-skip").checked ? function (i) { return i === 0 && tv.pos !== 0; } : null);
   var n = fillList("tv-list", w, 40);
   status.textContent = "layer " + tv.layer + " head " + tv.head + ", token " + tv.pos + ": " + (dir === "out"
     ? "its top " + k + " keys hold " + (100 * covered).toFixed(1) + "% of its attention"
@@ -244,8 +249,10 @@ function buildTokenView() {
   ls.addEventListener("change", function () { selectHead(+ls.value, +hs.value); });
   hs.addEventListener("change", function () { selectHead(+ls.value, +hs.value); });
   document.querySelectorAll('input[name="tv-dir"]').forEach(function (r) { r.addEventListener("change", drawTokenView); });
+  $("tv-skip").addEventListener("change", drawTokenView);
   var first = views.heads && views.heads[0];
   selectHead(first ? first.layer : 0, first ? first.head : 0);
+  reveal($("tv-text"), tv.spans[tv.pos]);
 }
 
 // ---- rollout ----
@@ -264,10 +271,11 @@ function buildRollout() {
   ro.m = unpack(r.idx, r.val, r.k);
   for (var i = 0; i < ro.m.rows; i++) { var o = el("option", "", i + ": " + show(tokens[i]).slice(0, 24)); o.value = String(i); sel.appendChild(o); }
   ro.spans = tokenPane("ro-text", function (i) { if (i < ro.m.rows) { ro.target = i; drawRollout(); } });
-  sel.addEventListener("change", function () { ro.target = +sel.value; drawRollout(); });
+  sel.addEventListener("change", function () { ro.target = +sel.value; drawRollout(); reveal($("ro-text"), ro.spans[ro.target]); });
   $("ro-skip").addEventListener("change", drawRollout);
   ro.target = ro.m.rows - 1;
   drawRollout();
+  reveal($("ro-text"), ro.spans[ro.target]);
 }
 
 buildGrids(); buildKinds(); buildSinks(); buildTokenView(); buildRollout();
