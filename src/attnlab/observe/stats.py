@@ -1,0 +1,192 @@
+"""HeadStats: per-(layer, head) attention statistics, streamed one query block at a time.
+
+The observer sees the probabilities of one query block of one layer, `[B, H, q, K]`, adds
+what it needs to small per-layer running sums and lets the block go, so the whole pass
+never holds more than one block of one layer's map. Statistics (p_i(j) = probability
+that query i puts on key j; i, j count from the first real token of each batch row):
+
+  entropy        mean_i  H_i = -sum_j p_i(j) ln p_i(j)                        nats
+  entropy_norm   mean_i  H_i / ln(n_i), over queries with n_i >= 2 visible keys
+  sink_mass      mean_{i>=1} p_i(0)
+  prev_token     mean_{i>=1} p_i(i-1)
+  self_mass      mean_i  p_i(i)
+  mean_distance  mean_i  sum_j p_i(j) (i - j)    (|i - j| for non-causal calls)   tokens
+  local_mass     mean_i  sum_{|i-j| < window} p_i(j)
+  received[j]    mean of p_i(j) over the real queries i != j that may see key j
+
+Means run over the real (non-padding) query positions of all batch rows pooled; the
+received attention is kept per batch row. Only prefill calls (no KV cache) are counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+SCALARS = ("entropy", "entropy_norm", "sink_mass", "prev_token", "self_mass", "mean_distance", "local_mass")
+
+
+@dataclass
+class _LayerSums:
+    """Running sums of one layer; [H] vectors unless noted."""
+
+    entropy: torch.Tensor
+    entropy_norm: torch.Tensor
+    sink_mass: torch.Tensor
+    prev_token: torch.Tensor
+    self_mass: torch.Tensor
+    mean_distance: torch.Tensor
+    local_mass: torch.Tensor
+    n_norm: torch.Tensor  # [H] queries counted by entropy_norm
+    received: torch.Tensor  # [B, H, K] sum of p_i(j) over real queries i != j
+    support: torch.Tensor  # [B, 1|H, K] number of such queries that see j
+    n_query: float = 0.0  # real queries
+    n_after: float = 0.0  # real queries with i >= 1 (sink_mass, prev_token)
+
+
+def _zeros(b: int, h: int, k: int) -> _LayerSums:
+    vec = [torch.zeros(h, dtype=torch.float64) for _ in range(8)]
+    return _LayerSums(*vec, received=torch.zeros(b, h, k), support=torch.zeros(b, 1, k))
+
+
+@dataclass
+class HeadStats:
+    """Observer that accumulates the statistics above for every (layer, head).
+
+    real: bool [B, T] marking real (non-padding) tokens, e.g. the tokenizer's
+    attention_mask; None = every position is real. Padding must be contiguous
+    (left or right), as tokenizers make it. local_window: w of `local_mass`.
+    on_layer: optional callback(layer) called when a layer's first block arrives.
+    """
+
+    real: torch.Tensor | None = None
+    local_window: int = 32
+    on_layer: object = None
+    layers: dict = field(default_factory=dict)
+    heads: dict = field(default_factory=dict)  # layer -> number of query heads
+
+    def on_probs(self, call, q_start: int, probs: torch.Tensor) -> None:
+        """Fold one query block (probs [B, H, q, K] fp32) into the layer's sums."""
+        if call.phase != "prefill":
+            return
+        b, h, q, k = probs.shape
+        if call.layer not in self.layers:
+            self.layers[call.layer] = _zeros(b, h, k)
+            self.heads[call.layer] = h
+            if self.on_layer is not None:
+                self.on_layer(call.layer)
+        sums = self.layers[call.layer]
+        real, start = self._rows(b, k, probs.device)  # [B, K] float, [B] long
+        rq = real[:, q_start:q_start + q]  # [B, q] 1.0 for real queries
+        vis = call.visible(q_start, q_start + q)  # [B|1, 1|H, q, K] bool
+        lo, hi = _key_range(call, q_start, q_start + q, vis)
+        self._entropy(sums, probs[..., lo:hi], vis, rq, call, q_start)
+        self._diagonals(sums, probs, rq, start, q_start)
+        self._distance(sums, probs, rq, call, q_start, lo, hi)
+        self._received(sums, probs, vis, rq, q_start, lo, hi)
+        sums.n_query += float(rq.sum())
+
+    def _rows(self, b: int, k: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.real is None:
+            return torch.ones(b, k, device=device), torch.zeros(b, dtype=torch.long, device=device)
+        real = self.real.to(device=device, dtype=torch.bool)[:, :k]
+        if real.shape[0] != b:
+            raise ValueError(f"HeadStats: real has {real.shape[0]} rows, the input has {b}")
+        return real.float(), real.float().argmax(dim=1)
+
+    def _entropy(self, sums, pk, vis, rq, call, q0) -> None:
+        """entropy and entropy_norm from the visible key range pk [B, H, q, K']."""
+        ent = torch.special.entr(pk).sum(-1)  # [B, H, q] nats
+        sums.entropy += (ent * rq[:, None]).sum((0, 2)).double()
+        n_vis = _n_visible(call, q0, q0 + pk.shape[2], vis)  # [B|1, 1|H, q]
+        use = (n_vis >= 2).float() * rq[:, None]  # [B, 1|H, q]
+        norm = ent / n_vis.clamp(min=2).float().log()
+        sums.entropy_norm += (norm * use).sum((0, 2)).double()
+        sums.n_norm += use.expand(-1, ent.shape[1], -1).sum((0, 2)).double()
+
+    def _diagonals(self, sums, probs, rq, start, q0) -> None:
+        """sink_mass p_i(first), prev_token p_i(i-1), self_mass p_i(i), by one gather."""
+        b, h, q, k = probs.shape
+        i = torch.arange(q0, q0 + q, device=probs.device)[None, :].expand(b, q)  # [B, q] key index of query i
+        first = start[:, None].expand(b, q)
+        idx = torch.stack([first, (i - 1).clamp(min=0), i], dim=-1)  # [B, q, 3]
+        got = probs.gather(-1, idx[:, None].expand(b, h, q, 3))  # [B, H, q, 3]
+        after = rq * (i > first).float()  # [B, q] real queries at position >= 1
+        sums.sink_mass += (got[..., 0] * after[:, None]).sum((0, 2)).double()
+        sums.prev_token += (got[..., 1] * after[:, None]).sum((0, 2)).double()
+        sums.self_mass += (got[..., 2] * rq[:, None]).sum((0, 2)).double()
+        sums.n_after += float(after.sum())
+
+    def _distance(self, sums, probs, rq, call, q0, lo, hi) -> None:
+        """mean_distance (matrix-vector product for causal calls) and local_mass (a band)."""
+        b, h, q, _ = probs.shape
+        dev = probs.device
+        i = torch.arange(q0, q0 + q, device=dev, dtype=torch.float32) + call.q_offset  # [q]
+        j = torch.arange(lo, hi, device=dev, dtype=torch.float32)  # [K']
+        pk = probs[..., lo:hi]
+        if call.causal:
+            dist = i - torch.matmul(pk, j)  # [B, H, q]
+        else:
+            dist = (pk * (i[:, None] - j[None, :]).abs()).sum(-1)
+        sums.mean_distance += (dist * rq[:, None]).sum((0, 2)).double()
+        w = self.local_window
+        blo, bhi = max(lo, int(i[0]) - w + 1), min(hi, int(i[-1]) + w)
+        jb = torch.arange(blo, bhi, device=dev, dtype=torch.float32)
+        band = ((i[:, None] - jb[None, :]).abs() < w).float()  # [q, K'']
+        local = (probs[..., blo:bhi] * band).sum(-1)  # [B, H, q]
+        sums.local_mass += (local * rq[:, None]).sum((0, 2)).double()
+
+    def _received(self, sums, probs, vis, rq, q0, lo, hi) -> None:
+        """Per key: sum of p_i(j) and count over real queries i != j that see j."""
+        b, h, q, _ = probs.shape
+        sums.received[:, :, lo:hi] += torch.einsum("bhqk,bq->bhk", probs[..., lo:hi], rq)
+        rows = torch.arange(q, device=probs.device)
+        diag = probs[:, :, rows, rows + q0] * rq[:, None]  # [B, H, q] the i == j terms
+        sums.received[:, :, q0:q0 + q] -= diag
+        seen = vis[..., lo:hi].any(dim=1, keepdim=True)  # [B|1, 1, q, K']
+        sums.support[:, :, lo:hi] += (seen * rq[:, None, :, None]).sum(2)
+        self_seen = vis[:, :, rows, rows + q0].any(dim=1, keepdim=True)  # [B|1, 1, q]
+        sums.support[:, :, q0:q0 + q] -= self_seen * rq[:, None]
+
+    def result(self) -> dict:
+        """{layer: {stat: [H] float64 tensor, 'received': [B, H, K], 'support': [B, 1, K]}}."""
+        out = {}
+        for layer, s in sorted(self.layers.items()):
+            n, after = max(s.n_query, 1.0), max(s.n_after, 1.0)
+            out[layer] = {
+                "entropy": s.entropy / n,
+                "entropy_norm": s.entropy_norm / s.n_norm.clamp(min=1),
+                "sink_mass": s.sink_mass / after,
+                "prev_token": s.prev_token / after,
+                "self_mass": s.self_mass / n,
+                "mean_distance": s.mean_distance / n,
+                "local_mass": s.local_mass / n,
+                "received": s.received,
+                "support": s.support,
+            }
+        return out
+
+
+def _key_range(call, q0: int, q1: int, vis: torch.Tensor) -> tuple[int, int]:
+    """The smallest key range [lo, hi) holding every key a query of [q0, q1) may see."""
+    if call.mask is None:
+        if not call.causal:
+            return 0, call.k_len
+        hi = call.q_offset + q1
+        lo = 0 if call.sliding_window is None else max(0, call.q_offset + q0 - call.sliding_window + 1)
+        return lo, hi
+    cols = vis.reshape(-1, vis.shape[-1]).any(dim=0).nonzero()
+    if cols.numel() == 0:
+        return 0, call.k_len
+    return int(cols[0]), int(cols[-1]) + 1
+
+
+def _n_visible(call, q0: int, q1: int, vis: torch.Tensor) -> torch.Tensor:
+    """Number of keys each query may see: [B|1, 1|H, q] (analytic when there is no mask)."""
+    if call.mask is None and call.causal:
+        n = torch.arange(q0, q1, device=vis.device) + call.q_offset + 1
+        if call.sliding_window is not None:
+            n = n.clamp(max=call.sliding_window)
+        return n[None, None]
+    return vis.sum(-1)
