@@ -20,6 +20,8 @@ _EXPORTS = {
     "encode": "attnlab.text",
     "InputError": "attnlab.text",
     "layout": "attnlab.layout",
+    "head_stats": "attnlab.observe.heads",
+    "head_kinds": "attnlab.observe.kinds",
 }
 
 __all__ = sorted(_EXPORTS)

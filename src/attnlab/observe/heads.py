@@ -49,7 +49,8 @@ def head_stats(model, tokenizer, text, max_tokens: int | None = None, truncate: 
     plus `row` for a batch). df.attrs holds "sinks" (model-level sink tokens, list of
     {position, token, heads_fraction, mean_received}), "tokens" (token texts of row 0),
     "n_tokens" and "params". Positions count from each row's first real token; means pool
-    the real query positions of all rows. progress: optional callback(layer, n_layers).
+    the real query positions of all rows. progress: optional callback("layers", done, total)
+    as each layer starts.
     params: local_window, top_k, sink_threshold, sink_fraction, min_support (see DEFAULTS).
     """
     from ..text import encode
@@ -60,7 +61,7 @@ def head_stats(model, tokenizer, text, max_tokens: int | None = None, truncate: 
     p = {**DEFAULTS, **params}
     enc = encode(model, tokenizer, text, max_tokens=max_tokens, truncate=truncate)
     n_layers = getattr(model.config, "num_hidden_layers", None)
-    on_layer = (lambda layer: progress(layer, n_layers)) if progress else None
+    on_layer = (lambda layer: progress("layers", layer + 1, n_layers)) if progress else None
     stats = run_stats(model, enc, block_size=block_size, local_window=p["local_window"], on_layer=on_layer)
     return stats_frame(stats, tokenizer, enc, p)
 
