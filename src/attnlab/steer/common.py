@@ -1,0 +1,86 @@
+"""What every probability-level modifier shares: pick the selected heads of one call,
+see which keys each query may see, and renormalise over those keys only.
+
+A modifier's rule is a pure function `rule(probs, visible, ctx) -> probs` on the selected
+heads only (probs [B, h, q, K] fp32, visible bool [B, h, q, K]); `on_heads` does the
+selection, the masking and the write-back. Rows that see no key at all (queries at
+padding positions) are left exactly as the kernel made them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..call import AttnCall
+
+
+@dataclass(frozen=True)
+class Block:
+    """Where a query block sits: absolute query positions and each batch row's first key."""
+
+    q_pos: torch.Tensor  # [q] absolute key position of each query in the block
+    start: torch.Tensor  # [B] first non-padding key of each batch row (the sink token)
+
+
+def on_heads(call: AttnCall, q_start: int, probs: torch.Tensor, heads, rule) -> torch.Tensor:
+    """Apply `rule` to the selected heads of probs [B, H, q, K]; other heads are untouched."""
+    idx = heads.index(call.layer, call.num_heads)
+    if idx is None:
+        return probs
+    idx = idx.to(probs.device)
+    q = probs.shape[2]
+    visible = call.visible(q_start, q_start + q).expand(probs.shape[0], call.num_heads, q, probs.shape[3])
+    visible = visible.index_select(1, idx)  # [B, h, q, K]
+    block = Block(torch.arange(q_start, q_start + q, device=probs.device) + call.q_offset, sequence_start(call))
+    old = probs.index_select(1, idx)  # [B, h, q, K]
+    new = rule(old, visible, block)
+    seen_any = visible.any(-1, keepdim=True)  # [B, h, q, 1]
+    new = torch.where(seen_any, new, old)
+    if probs.requires_grad:
+        return probs.index_copy(1, idx, new)
+    probs[:, idx] = new  # in place: the kernel made this tensor for this call only
+    return probs
+
+
+def sequence_start(call: AttnCall) -> torch.Tensor:
+    """Position of each batch row's first real (non-padding) key: LongTensor [B].
+
+    A key is real if any query of the call may see it; left padding moves the start.
+    """
+    device = call.query.device
+    if call.mask is None:
+        return torch.zeros(call.batch, dtype=torch.long, device=device)
+    real = call.mask.any(dim=2).any(dim=1)  # [B|1, K]
+    start = real.int().argmax(dim=-1)  # [B|1]
+    return start.expand(call.batch)
+
+
+def renormalise(probs: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+    """probs [.., K] zeroed on hidden keys and rescaled to sum to 1 over the visible ones."""
+    probs = probs * visible
+    return probs / probs.sum(-1, keepdim=True).clamp_min(torch.finfo(probs.dtype).tiny)
+
+
+def key_mask(block: Block, shape, positions_fn) -> torch.Tensor:
+    """bool [B, h, q, K] from positions_fn(k_pos [K], q_pos [q, 1], start [B, 1, 1, 1])."""
+    B, h, q, K = shape
+    device = block.q_pos.device
+    k_pos = torch.arange(K, device=device)  # [K]
+    hit = positions_fn(k_pos, block.q_pos[:, None], block.start.view(-1, 1, 1, 1))
+    return hit.expand(B, h, q, K)
+
+
+def check_positive(name: str, **values) -> None:
+    """Raise ValueError naming the modifier if any value is not a finite number > 0."""
+    for key, value in values.items():
+        if not isinstance(value, (int, float)) or not value > 0 or value == float("inf"):
+            raise ValueError(f"{name}: {key} must be a number > 0, got {value!r}")
+
+
+def check_fraction(name: str, **values) -> None:
+    """Raise ValueError naming the modifier if any value is outside [0, 1]."""
+    for key, value in values.items():
+        if not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ValueError(f"{name}: {key} must be in [0, 1], got {value!r}")
