@@ -1,0 +1,69 @@
+"""The slow exact reference: the statistics of `HeadStats`, from full attention maps.
+
+This is what TransformerLens-style tools must do: run eager attention with
+`output_attentions=True`, hold every layer's [B, H, T, T] map, and reduce. It is written
+independently of the streaming code (visibility from the rules, not from attnlab's
+calls) so that the tests compare two implementations, and the benchmark times it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def visibility(real: torch.Tensor, causal: bool, window: int | None) -> torch.Tensor:
+    """vis [B, T, T] bool: query i may see key j (real key, causal, inside the window)."""
+    t = real.shape[1]
+    i = torch.arange(t)[:, None]
+    j = torch.arange(t)[None, :]
+    rule = torch.ones(t, t, dtype=torch.bool)
+    if causal:
+        rule &= j <= i
+    if window is not None:
+        rule &= j > i - window
+    return rule[None] & real[:, None, :].bool()
+
+
+def layer_stats(attn: torch.Tensor, real: torch.Tensor, causal: bool, window: int | None = None,
+                local_window: int = 32) -> dict:
+    """Statistics of one layer's map attn [B, H, T, T] (real [B, T] bool); [H] per statistic."""
+    a = attn.double()
+    b, h, t, _ = a.shape
+    real = real.bool()
+    vis = visibility(real, causal, window)  # [B, T, T]
+    start = real.double().argmax(1)  # [B]
+    pos = torch.arange(t, dtype=torch.float64)
+    wq = real.double()[:, None, :]  # [B, 1, T] query weights
+    after = wq * (pos[None, None, :] > start[:, None, None]).double()
+    ent = -torch.where(a > 0, a * a.log(), torch.zeros_like(a)).sum(-1)  # [B, H, T]
+    n_vis = vis.sum(-1).double()[:, None, :]  # [B, 1, T]
+    use = wq * (n_vis >= 2).double()
+    diff = pos[:, None] - pos[None, :]  # [T, T] i - j
+    dist = (a * (diff if causal else diff.abs())).sum(-1)
+    local = (a * (diff.abs() < local_window).double()).sum(-1)
+    idx = torch.arange(t)
+    first = a[torch.arange(b)[:, None], :, idx[None, :].expand(b, t), start.long()[:, None].expand(b, t)]  # [B, T, H]
+    prev = a[:, :, idx, (idx - 1).clamp(min=0)]
+    own = a[:, :, idx, idx]
+    off = ~torch.eye(t, dtype=torch.bool)  # i != j
+    received = (a * (wq[..., None] * off)).sum(2)  # [B, H, T]
+    support = ((vis & off) * real[:, :, None]).sum(1).double()[:, None, :]  # [B, 1, T]
+
+    def mean(x, w):
+        return (x * w).sum((0, 2)) / w.expand_as(x).sum((0, 2)).clamp(min=1)
+
+    return {
+        "entropy": mean(ent, wq), "entropy_norm": mean(ent / n_vis.clamp(min=2).log(), use),
+        "sink_mass": mean(first.permute(0, 2, 1), after), "prev_token": mean(prev, after),
+        "self_mass": mean(own, wq), "mean_distance": mean(dist, wq), "local_mass": mean(local, wq),
+        "received": received, "support": support,
+    }
+
+
+def stats_from_maps(maps, real: torch.Tensor, causal: bool, windows=None, local_window: int = 32) -> dict:
+    """{layer: layer_stats(...)} for maps = per-layer [B, H, T, T] (e.g. outputs.attentions).
+
+    windows: per-layer sliding window (None = full attention), default all None.
+    """
+    windows = windows or [None] * len(maps)
+    return {layer: layer_stats(m, real, causal, windows[layer], local_window) for layer, m in enumerate(maps)}
