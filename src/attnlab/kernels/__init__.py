@@ -11,7 +11,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Callable
 
-from . import chunked, eager, sdpa
+from . import chunked, eager, sdpa, streaming
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ KERNELS: dict[str, Kernel] = {
     "eager": Kernel(eager.forward, True, "exact reference; exposes scores and probabilities; query blocks"),
     "sdpa": Kernel(sdpa.forward, False, "PyTorch fused scaled-dot-product attention (dense baseline)"),
     "chunked": Kernel(chunked.forward, False, "exact; query x key blocks with running max / log-sum-exp; O(n) memory"),
+    "streaming": Kernel(streaming.forward, False, "StreamingLLM: attention sinks + sliding window (sinks=0: plain window)"),
 }
 
 
