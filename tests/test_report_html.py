@@ -77,6 +77,19 @@ def test_explain_json_adds_a_section(tmp_path, monkeypatch):
     assert "<h2>Explanation</h2>" in page and "<p class='explain'>method rollout</p>" in page
 
 
+def test_explain_section_of_issue7_and_a_broken_file(tmp_path, monkeypatch):
+    view = types.ModuleType("attnlab.explain.view")
+    view.render_section = lambda data: f"<section class='x'><h2>Explanation: {data['q']}</h2></section>"
+    monkeypatch.setitem(sys.modules, "attnlab.explain.view", view)
+    doc = fake_heads(1, 2, ["a", "b", "c", "d"])
+    (tmp_path / "explain.json").write_text(json.dumps({"q": "why"}))
+    page = build_report(tmp_path, heads=doc).read_text()
+    assert "<section class='x'><h2>Explanation: why</h2></section>" in page and "<h2>Explanation</h2>" not in page
+    (tmp_path / "explain.json").write_text("{not json <script>")
+    page = build_report(tmp_path, heads=doc).read_text()
+    assert "explain.json is present but cannot be shown" in page and "<script>" not in page.split("<main>")[1].split("<script")[0]
+
+
 def test_reads_heads_json_with_nan(tmp_path):
     doc = fake_heads(2, 2, ["a", "b", "c", "d"])
     doc["heads"][0]["induction"] = float("nan")

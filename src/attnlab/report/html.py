@@ -65,12 +65,13 @@ def _explain_section(out_dir: Path):
     path = out_dir / "explain.json"
     if not path.is_file():
         return None
-    data = json.loads(path.read_text(encoding="utf-8"))
     try:
+        data = json.loads(path.read_text(encoding="utf-8"))
         from ..explain.view import render_section
-    except ImportError as exc:
-        return ("Explanation", f"<p>{_e(path.name)} is present but cannot be shown: {_e(exc)}</p>")
-    return ("Explanation", render_section(data))
+
+        return ("Explanation", render_section(data))
+    except Exception as exc:  # a broken explain.json must not cost the user the whole report
+        return ("Explanation", f"<p>{_e(path.name)} is present but cannot be shown: {_e(repr(exc))}</p>")
 
 
 def _slug(title: str, n: int) -> str:
@@ -90,7 +91,8 @@ def render(doc: dict, views: dict | None, sections, made: dict, size_note: str) 
                "tokens": list(doc.get("tokens") or [])[:window]}
     extra = [(_slug(t, i), t, body) for i, (t, body) in enumerate(sections)]
     nav = "".join(f'<a href="#{_e(s)}">{_e(t)}</a>' for s, t, _ in extra)
-    blocks = "\n".join(f'<section id="{_e(s)}"><h2>{_e(t)}</h2>\n{body}\n</section>' for s, t, body in extra)
+    blocks = "\n".join(f'<div id="{_e(s)}">\n{body}\n</div>' if body.lstrip().startswith("<section")
+                        else f'<section id="{_e(s)}"><h2>{_e(t)}</h2>\n{body}\n</section>' for s, t, body in extra)
     notes = "".join(f"<li>{_e(n)}</li>" for n in _limits(doc, views))
     values = {"CSP": _e(csp), "STYLE": style, "TITLE": _e(f"attnlab report: {doc.get('model')}"),
               "MODEL": _e(doc.get("model")), "FACTS": _facts(doc, made), "NAV": nav, "LIMITS": notes,
