@@ -49,7 +49,7 @@ def plot_stat(doc: dict, field: str, label: str, path: Path) -> Path:
     fig.colorbar(image, ax=ax, fraction=0.08, pad=0.03, label=label)
     ax.set(xlabel="head", ylabel="layer", title=_title(doc, label))
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     plt.close(fig)
     return path
 
@@ -71,7 +71,7 @@ def plot_kinds(doc: dict, path: Path) -> Path:
               loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)
     ax.set(xlabel="head", ylabel="layer", title=_title(doc, "head kinds"))
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     plt.close(fig)
     return path
 
@@ -79,9 +79,14 @@ def plot_kinds(doc: dict, path: Path) -> Path:
 def write_pngs(out_dir, doc: dict) -> list[Path]:
     """DIR/grid_<statistic>.png for every statistic present, and DIR/kinds.png. Returns the paths."""
     out_dir = Path(out_dir)
-    paths = []
-    for field, label, _ in STATS:
-        if not np.isnan(grid(doc, field)).all():
-            paths.append(plot_stat(doc, field, label, out_dir / f"grid_{field}.png"))
-    paths.append(plot_kinds(doc, out_dir / "kinds.png"))
-    return paths
+    tmp = []  # drawn under temporary names, renamed only when every figure is done
+    try:
+        for field, label, _ in STATS:
+            if not np.isnan(grid(doc, field)).all():
+                tmp.append(plot_stat(doc, field, label, out_dir / f".grid_{field}.png.tmp"))
+        tmp.append(plot_kinds(doc, out_dir / ".kinds.png.tmp"))
+    except BaseException:
+        for path in tmp:
+            path.unlink(missing_ok=True)
+        raise
+    return [path.replace(path.with_name(path.name[1:-4])) for path in tmp]

@@ -46,3 +46,19 @@ def write_report(out_dir, model, tokenizer, text: str, max_tokens: int | None = 
     path = build_report(out_dir, heads=doc, views=views, sections=sections, made=made)
     return {"report": str(path), "bytes": path.stat().st_size, "seconds": round(time.perf_counter() - start, 2),
             "heads": [f"{l}.{h}" for l, h in chosen], "pngs": pngs}
+
+
+def report_for_inspect(model_name: str | None, out_dir, text: str | None = None, max_tokens: int | None = None,
+                       png: bool = False, map_heads: str | None = None) -> dict:
+    """What `attnlab inspect` runs after writing heads.json: the same model and input -> report.
+
+    The input is resolved exactly as inspect resolves it (`observe.inspect.resolve_text`),
+    so the token view shows the tokens the statistics were computed on.
+    """
+    from ..models import load
+    from ..observe.inspect import resolve_text
+
+    model, tokenizer = load(model_name)
+    text, truncate = resolve_text(model, tokenizer, text, max_tokens)
+    return write_report(out_dir, model, tokenizer, text, max_tokens=max_tokens, truncate=truncate,
+                        map_heads=map_heads, png=png)
