@@ -1,0 +1,150 @@
+"""Run a benchmark: every (kernel, length) cell and every kernel's needle test in a fresh
+subprocess, the dense baseline first, then write bench.csv, bench.json and pareto.png.
+
+`run_bench(config, progress)` is the library entry point; `progress(done, total, text)`
+is called before each task (the CLI draws a rich progress bar from it).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from .spec import DENSE, BenchConfig, KernelSpec
+
+
+class BenchError(RuntimeError):
+    """A benchmark task failed (the message says which and why)."""
+
+
+def prepare_tokens(config: BenchConfig, tokenizer, work: Path) -> Path:
+    """Tokenize the corpus once; ids [1, max(lengths)] saved for the workers."""
+    import torch
+
+    from .corpora import load_corpus
+
+    text = load_corpus(config.corpus)
+    need = max(config.lengths)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) < need:
+        raise ValueError(f"corpus {config.corpus!r} has {len(ids)} tokens, fewer than the longest "
+                         f"length {need}; pick a longer corpus (e.g. austen, kjv)")
+    path = work / "ids.pt"
+    torch.save(torch.tensor([ids[:need]]), path)  # [1, N]
+    return path
+
+
+def needle_cases(config: BenchConfig, tokenizer) -> list[dict]:
+    """`config.needles` cases spread over needle lengths x evenly spaced depths."""
+    from .corpora import load_corpus
+    from .needles import make_case
+
+    if not config.needles:
+        return []
+    haystack = load_corpus(config.corpus)
+    per = [config.needles // len(config.needle_lengths)] * len(config.needle_lengths)
+    for i in range(config.needles - sum(per)):
+        per[i] += 1
+    cases = []
+    for length, count in zip(config.needle_lengths, per):
+        for j in range(count):
+            depth = round(0.05 + 0.9 * j / max(1, count - 1), 3)
+            case = make_case(tokenizer, haystack, length, depth, seed=1000 * length + j)
+            cases.append({"length": length, "case": asdict(case)})
+    return cases
+
+
+def _run_task(task: dict, work: Path, timeout: float, isolate: bool = True) -> dict:
+    """Run one task in a fresh Python process (or here, if not isolate); its result dict."""
+    if not isolate:
+        from .worker import run_task
+
+        return _checked(task, run_task(task))
+    tag = f"{task['kind']}-{task['label']}-{task.get('length', 'n')}".replace("/", "_").replace(":", "_")
+    task_path, result_path = work / f"{tag}.task.json", work / f"{tag}.result.json"
+    task_path.write_text(json.dumps(task))
+    try:
+        proc = subprocess.run([sys.executable, "-m", "attnlab.bench.worker", str(task_path), str(result_path)],
+                              capture_output=True, text=True, timeout=timeout, env=_worker_env())
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"{task['label']} ({task['kind']}) timed out after {timeout:.0f} s") from None
+    if not result_path.exists():
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        raise BenchError(f"{task['label']} ({task['kind']}) crashed (exit {proc.returncode}): {tail}")
+    return _checked(task, json.loads(result_path.read_text()))
+
+
+def _checked(task: dict, result: dict) -> dict:
+    """The result, or BenchError naming the task if it failed."""
+    if "error" in result:
+        where = f" at {task['length']} tokens" if "length" in task else ""
+        raise BenchError(f"{task['label']}{where}: {result['error']}")
+    return result
+
+
+def _worker_env() -> dict:
+    """The parent's environment; OpenMP threads sleep instead of spinning when they wait
+    (spinning threads collapse throughput on a shared, oversubscribed CPU)."""
+    import os
+
+    env = dict(os.environ)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return env
+
+
+def _cell_task(config: BenchConfig, spec: KernelSpec, length: int, ids: Path, work: Path) -> dict:
+    first = 0 if config.ppl_last is None else max(0, length - 1 - config.ppl_last)
+    return {
+        "kind": "cell", "model": config.model, "threads": config.threads, "label": spec.label,
+        "kernel": spec.name, "params": spec.params, "length": length, "ids": str(ids), "dense": DENSE,
+        "repeats": spec.repeats or config.repeats, "decode_steps": config.decode_steps,
+        "kl_positions": config.kl_positions, "ppl_first": first,
+        "parity_tokens": config.parity_tokens, "parity_params": spec.parity_params(),
+        "ref": str(work / f"ref-{length}.pt"), "write_ref": spec.label == DENSE,
+    }
+
+
+def _needle_task(config: BenchConfig, spec: KernelSpec, cases: list[dict]) -> dict:
+    return {"kind": "needles", "model": config.model, "threads": config.threads, "label": spec.label,
+            "kernel": spec.name, "params": spec.params, "max_new_tokens": config.max_new_tokens,
+            "cases": [{**c["case"], "length": c["length"]} for c in cases]}
+
+
+def plan(config: BenchConfig, ids: Path, cases: list[dict], work: Path) -> list[dict]:
+    """All tasks in order: per length the dense cell first, then needles per kernel."""
+    tasks = [_cell_task(config, s, n, ids, work) for n in config.lengths for s in config.kernels]
+    if cases:
+        tasks += [_needle_task(config, s, cases) for s in config.kernels if s.needles]
+    return tasks
+
+
+def run_bench(config: BenchConfig, progress=None) -> dict:
+    """Run the benchmark; returns {"config", "rows", "needles", "summary"} and writes the files."""
+    from ..models import load
+    from .results import assemble, write_outputs
+
+    config.validate()
+    _, tokenizer = load(config.model)
+    work = Path(tempfile.mkdtemp(prefix="attnlab-bench-"))
+    try:
+        ids = prepare_tokens(config, tokenizer, work)
+        cases = needle_cases(config, tokenizer)
+        tasks = plan(config, ids, cases, work)
+        results = []
+        for i, task in enumerate(tasks):
+            if progress:
+                where = f" @ {task['length']}" if "length" in task else f" needles x{len(task['cases'])}"
+                progress(i, len(tasks), f"{task['label']}{where}")
+            results.append((task, _run_task(task, work, config.timeout_s, config.isolate)))
+        if progress:
+            progress(len(tasks), len(tasks), "done")
+        report = assemble(config, results)
+        write_outputs(report, Path(config.out))
+        return report
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,134 @@
+"""What a benchmark run measures: kernel specs and the run's configuration.
+
+A kernel spec is `name[:param=value,...][@option=value...]`, e.g.
+`streaming:sinks=4,window=1020` or `eager@repeats=1@needles=0`. The `@` options change
+how the benchmark treats that kernel: `repeats` (timed prefills) and `needles` (0 skips
+the needle test, e.g. for a kernel measured only for memory).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DENSE = "sdpa"
+BENCH_OPTIONS = ("repeats", "needles")
+
+# Parameters under which each sparse kernel computes every visible pair: the parity check
+# runs the kernel with these and requires equality with dense. Exact kernels use their own.
+FULL_BUDGET: dict[str, dict] = {
+    "streaming": {"sinks": 0, "window": 1 << 30},
+    "block_topk": {"top_k": 1 << 20},
+    "flexprefill": {"gamma": 1.0},
+    "window": {"window": 1 << 30},
+}
+EXACT = ("eager", "sdpa", "chunked")
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """One kernel to benchmark: registry name, its parameters, per-kernel bench options."""
+
+    label: str  # as shown in tables, e.g. "streaming:sinks=4,window=1020"
+    name: str
+    params: dict
+    repeats: int | None = None  # None: the run's --repeats
+    needles: bool = True
+
+    def parity_params(self) -> dict | None:
+        """Parameters for the parity check, or None when no full-budget setting is known."""
+        if self.name in EXACT:
+            return dict(self.params)
+        full = FULL_BUDGET.get(self.name)
+        if full is None:
+            return None
+        from ..kernels import get_kernel
+
+        valid = get_kernel(self.name).params()
+        if not set(full) <= set(valid):
+            return None
+        return {**self.params, **full}
+
+
+def split_kernels(text: str) -> list[str]:
+    """'a:x=1,y=2,b,c:z=3' -> ['a:x=1,y=2', 'b', 'c:z=3'] (a bare key=value joins the spec before)."""
+    specs: list[str] = []
+    for item in filter(None, (p.strip() for p in text.replace(";", ",").split(","))):
+        head = item.split("@", 1)[0]
+        if "=" in head and ":" not in head and specs:
+            specs[-1] += "," + item
+        else:
+            specs.append(item)
+    return specs
+
+
+def parse_kernel(text: str) -> KernelSpec:
+    """One spec string -> KernelSpec, validated against the kernel registry."""
+    from ..kernels import parse_spec
+
+    core, *options = text.split("@")
+    name, params = parse_spec(core)
+    bench = {}
+    for opt in options:
+        key, eq, value = opt.partition("=")
+        if not eq or key not in BENCH_OPTIONS or not value.strip().isdigit():
+            raise ValueError(f"bad bench option {opt!r} in {text!r}; valid: "
+                             + ", ".join(f"@{o}=N" for o in BENCH_OPTIONS))
+        bench[key] = int(value)
+    return KernelSpec(core.strip(), name, params, bench.get("repeats"), bool(bench.get("needles", 1)))
+
+
+def parse_kernels(text: str) -> list[KernelSpec]:
+    """The --kernels list; the dense baseline (sdpa) is always measured, listed or not."""
+    specs = [parse_kernel(s) for s in split_kernels(text)]
+    labels = [s.label for s in specs]
+    dupes = sorted({lab for lab in labels if labels.count(lab) > 1})
+    if dupes:
+        raise ValueError(f"kernel(s) listed twice: {', '.join(dupes)}")
+    dense = [s for s in specs if s.label == DENSE]
+    return (dense or [KernelSpec(DENSE, DENSE, {})]) + [s for s in specs if s.label != DENSE]
+
+
+def parse_ints(text: str, what: str) -> tuple[int, ...]:
+    """'2048,4096' -> (2048, 4096); positive integers only."""
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"bad {what} {text!r}; expected integers like 2048,4096") from None
+    if not values or min(values) <= 0:
+        raise ValueError(f"bad {what} {text!r}; expected positive integers")
+    return values
+
+
+@dataclass
+class BenchConfig:
+    """One benchmark run (see `attnlab bench --help`)."""
+
+    out: Path
+    model: str = "smollm2-135m"
+    kernels: list = field(default_factory=lambda: parse_kernels("chunked"))
+    lengths: tuple = (2048, 4096)
+    corpus: str = "austen:prideprejudice"
+    needles: int = 20
+    needle_lengths: tuple = (1024, 2048)
+    repeats: int = 3
+    decode_steps: int = 8
+    kl_positions: int = 128
+    ppl_last: int | None = None  # score only the last N tokens (None: all)
+    parity_tokens: int = 256
+    max_new_tokens: int = 6
+    isolate: bool = True  # each task in a fresh process (peak RSS per cell); False: in this one
+    threads: int = 0  # torch threads per worker (0: torch's default)
+    timeout_s: float = 3600.0
+
+    def validate(self) -> None:
+        if self.repeats < 1:
+            raise ValueError("--repeats must be >= 1")
+        if self.needles < 0:
+            raise ValueError("--needles must be >= 0")
+        if self.needles and self.needles < len(self.needle_lengths):
+            raise ValueError(f"--needles {self.needles} is fewer than one per needle length")
+        if self.threads < 0:
+            raise ValueError("--threads must be >= 0")
+        if self.ppl_last is not None and self.ppl_last < 2:
+            raise ValueError("--ppl-last must be >= 2")
