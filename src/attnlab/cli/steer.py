@@ -1,0 +1,132 @@
+"""`attnlab eval` and `attnlab steer`: multiple-choice accuracy with and without head
+interventions, paired on the same items, and a greedy search for interventions."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+
+def _ci(r: dict) -> str:
+    return f"{r['acc']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]"
+
+
+def _delta(r: dict) -> str:
+    return f"{r['delta']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]"
+
+
+def _comparison_rows(res: dict) -> list[tuple[str, str]]:
+    rows = [("items", f"{res['n']} (chance {res['chance']:.3f}, choice score: {res['norm']} log-likelihood)"),
+            ("baseline accuracy [95% CI]", _ci(res["baseline"]))]
+    if "steered" in res:
+        rows += [("steered accuracy [95% CI]", _ci(res["steered"])),
+                 ("delta, paired [95% CI]", _delta(res["delta"])),
+                 ("items fixed / broken", f"{res['changed']['fixed']} / {res['changed']['broken']}")]
+    return rows
+
+
+def _print_rows(title: str, rows) -> None:
+    from rich.table import Table
+
+    from .output import console
+
+    table = Table(title=title, show_header=False)
+    for k, v in rows:
+        table.add_row(k, v)
+    console().print(table)
+
+
+def _eval_table(res: dict) -> None:
+    mods = "; ".join(res["modifiers"]) or "none"
+    _print_rows(f"{res['task']} ({res['split']}), kernel {res['kernel']}, modifiers: {mods}", _comparison_rows(res))
+
+
+def _search_table(res: dict) -> None:
+    rows = [("dev items / candidates", f"{res['n_dev']} / {res['n_candidates']}"),
+            ("dev baseline -> searched", f"{res['dev_baseline']['acc']:.3f} -> {res['dev_acc']:.3f}"),
+            ("chosen", "; ".join(res["chosen"]) or "nothing beat the baseline on dev")]
+    rows += [(f"test: {k}", v) for k, v in _comparison_rows(res["test"])]
+    _print_rows(f"{res['task']}: greedy search on dev, reported on held-out test", rows)
+
+
+def _progress():
+    """A transient progress bar on stderr (stdout stays clean for --format json)."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    return Progress(transient=True, console=Console(stderr=True))
+
+
+def _check_specs(specs) -> None:
+    """Fail on a bad --modify before loading a model (kind= specs are checked after loading)."""
+    from ..steer.spec import parse_modifier, split_spec
+
+    for spec in specs:
+        if not {"kind", "top"} & set(split_spec(spec)[1]):
+            parse_modifier(spec)
+
+
+def _modifiers(specs, model, tok):
+    from ..steer.spec import parse_modifier
+
+    return [parse_modifier(s, model, tok) for s in specs]
+
+
+def register(app: typer.Typer) -> None:
+    from .output import emit, guarded
+
+    @app.command("eval")
+    def eval_cmd(
+        task: str = typer.Option(..., "--task", help="BIG-bench task name (e.g. intent_recognition) or a task.json path"),
+        modify: List[str] = typer.Option([], "--modify", help='modifier spec, repeatable: "sink_scale:factor=0.5,layers=0-5"'),
+        limit: Optional[int] = typer.Option(None, "--limit", help="first N items (of the split)"),
+        split: str = typer.Option("all", "--split", help="all, dev or test (fixed halves)"),
+        norm: str = typer.Option("sum", "--norm", help="choice score: sum or mean (per token) log-likelihood"),
+        kernel: Optional[str] = typer.Option(None, "--kernel", help="default: eager if a modifier needs probabilities, else sdpa"),
+        model: Optional[str] = typer.Option(None, "--model", help="embedded name, folder or .gguf"),
+        fmt: str = typer.Option("table", "--format", help="table or json"),
+    ):
+        """Multiple-choice accuracy (95% bootstrap CI); with --modify, steered vs baseline, paired."""
+        from ..evals.run import evaluate
+        from ..models import load
+
+        def run():
+            _check_specs(modify)
+            m, tok = load(model)
+            mods = _modifiers(modify, m, tok)
+            with _progress() as bar:
+                job = bar.add_task("scoring", total=None)
+                tick = lambda stage, d, t: bar.update(job, description=stage, completed=d, total=t)
+                return evaluate(m, tok, task, mods, modify, split, limit, norm, kernel, progress=tick)
+
+        emit(guarded(run), fmt, _eval_table)
+
+    @app.command("steer")
+    def steer_cmd(
+        task: str = typer.Option(..., "--task", help="BIG-bench task name or task.json path"),
+        search: bool = typer.Option(False, "--search", help="greedy search on the dev split, report on test"),
+        steps: int = typer.Option(2, "--steps", help="greedy steps (modifiers added at most)"),
+        limit: Optional[int] = typer.Option(None, "--limit", help="items per split"),
+        group: int = typer.Option(5, "--group", help="layers per candidate block"),
+        norm: str = typer.Option("sum", "--norm", help="choice score: sum or mean log-likelihood"),
+        model: Optional[str] = typer.Option(None, "--model", help="embedded name, folder or .gguf"),
+        fmt: str = typer.Option("table", "--format", help="table or json"),
+    ):
+        """Search head interventions (sink_scale, calibrate per layer block) for a task."""
+        from ..evals.search import search as run_search
+        from ..models import load
+        from ..steer.spec import parse_modifier
+
+        def run():
+            if not search:
+                raise ValueError("nothing to do: pass --search (or try a setting with `attnlab eval --modify`)")
+            if steps < 1 or group < 1:
+                raise ValueError("--steps and --group must be >= 1")
+            m, tok = load(model)
+            with _progress() as bar:
+                job = bar.add_task("search", total=None)
+                tick = lambda s, d, t: bar.update(job, description=f"step {s}", completed=d, total=t)
+                return run_search(m, tok, task, parse_modifier, steps, limit, norm, group=group, progress=tick)
+
+        emit(guarded(run), fmt, _search_table)
