@@ -1,42 +1,102 @@
-"""`attnlab inspect`: the attention layout of a model, as attnlab sees it."""
+"""`attnlab inspect`: per-head attention statistics and head kinds -> DIR/heads.csv, DIR/heads.json."""
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
 from typing import Optional
 
 import typer
 
 
-def _layout_table(data) -> None:
+def _summary_table(data) -> None:
     from rich.table import Table
 
     from .output import console
 
-    table = Table(title=f"{data['model']}: {len(data['layers'])} attention layers, "
-                        f"context {data['context']}, kernel {data['kernel']}")
-    for col in ("layer", "module", "heads", "kv heads", "head dim", "causal", "window", "softcap"):
-        table.add_column(col)
-    for r in data["layers"]:
-        table.add_row(str(r["layer"]), r["module"], str(r["heads"]), str(r["kv_heads"]), str(r["head_dim"]),
-                      "yes" if r["causal"] else "no", str(r["sliding_window"] or "-"), str(r["softcap"] or "-"))
-    console().print(table)
+    out = console()
+    lay = data["layout"]
+    window = f", sliding window {lay['sliding_window']} on {lay['sliding_layers']} layers" if lay["sliding_window"] else ""
+    out.print(f"[bold]{data['model']}[/] ({lay['model']}): {lay['layers']} layers x {lay['heads']} heads "
+              f"({lay['kv_heads']} kv heads, head dim {lay['head_dim']}){window}; "
+              f"{data['n_tokens']} tokens, {data['seconds']} s", highlight=False)
+    kinds = Table(title="heads by kind")
+    kinds.add_column("kind")
+    kinds.add_column("heads", justify="right")
+    for kind, n in data["kinds"].items():
+        kinds.add_row(kind, str(n))
+    out.print(kinds)
+    sinks = Table(title="strongest sink tokens")
+    for col in ("position", "token", "heads fraction", "mean received"):
+        sinks.add_column(col)
+    for s in data["sinks"]:
+        sinks.add_row(str(s["position"]), repr(s["token"]), f"{s['heads_fraction']:.2f}", f"{s['mean_received']:.3f}")
+    out.print(sinks)
+    out.print("wrote " + ", ".join(data["files"]), highlight=False)
+
+
+def _progress_bar():
+    """A rich progress bar on stderr and the callback(stage, done, total) that drives it."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=Console(stderr=True), transient=True)
+    tasks = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    return bar, update
 
 
 def register(app: typer.Typer) -> None:
-    from .output import emit, guarded
+    from .output import emit, fail, guarded
 
     @app.command("inspect")
     def inspect_cmd(
         model: Optional[str] = typer.Option(None, "--model", help="embedded name, folder or .gguf (default smollm2-135m)"),
-        kernel: str = typer.Option("sdpa", "--kernel", help="kernel that serves the forward"),
+        text_file: Optional[Path] = typer.Option(None, "--text", help="read the input text from this file"),
+        prompt: Optional[str] = typer.Option(None, "--prompt", help="the input text itself"),
+        max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="use at most N tokens of the text"),
+        out: Path = typer.Option(Path("attnlab-out"), "--out", help="output folder for heads.csv and heads.json"),
+        no_probes: bool = typer.Option(False, "--no-probes", help="skip the induction and retrieval probes"),
         fmt: str = typer.Option("table", "--format", help="table or json"),
     ):
-        """Show a model's attention layout as it passes through attnlab."""
-        from ..layout import layout
-        from ..models import load
+        """Per-head attention statistics and head kinds; writes DIR/heads.csv and DIR/heads.json.
+
+        With no --text/--prompt the input is the first 512 tokens of Hamlet.
+        """
+        from ..observe.inspect import inspect_model
+        from .output import FORMATS
+
+        if fmt not in FORMATS:
+            fail(f"unknown --format {fmt!r}; valid: {', '.join(FORMATS)}")
+        if text_file is not None and prompt is not None:
+            fail("give --text FILE or --prompt TEXT, not both")
+        if text_file is not None and not text_file.is_file():
+            fail(f"--text: no such file {text_file}")
+        text = text_file.read_text(encoding="utf-8") if text_file is not None else prompt
+        command = "attnlab inspect " + " ".join(shlex.quote(a) for a in _argv(
+            model=model, text=text_file, prompt=prompt, max_tokens=max_tokens, out=out, no_probes=no_probes))
+        bar, update = _progress_bar()
 
         def run():
-            m, tok = load(model)
-            return layout(m, tok, kernel=kernel)
+            with bar:
+                return inspect_model(model, out, text=text, max_tokens=max_tokens, probes=not no_probes,
+                                     command=command.strip(), progress=update)
 
-        emit(guarded(run), fmt, _layout_table)
+        emit(guarded(run), fmt, _summary_table)
+
+
+def _argv(**opts) -> list[str]:
+    """The command-line options that were given, for heads.json's "command"."""
+    args = []
+    for name, value in opts.items():
+        if value is None or value is False:
+            continue
+        flag = "--" + name.replace("_", "-")
+        args += [flag] if value is True else [flag, str(value)]
+    return args

@@ -50,17 +50,17 @@ def default_text(tokenizer, n_tokens: int = DEFAULT_TOKENS) -> str:
 
 def add_kinds(df, probes=None):
     """df with the probe columns merged in (NaN when absent) and a `kind` column."""
-    import pandas as pd
-
     attrs = dict(df.attrs)
     if probes is not None:
         df = df.merge(probes, on=["layer", "head"], how="left")
+    else:
+        df = df.copy()
     for col in PROBE_COLUMNS:
         if col not in df:
             df[col] = float("nan")
     df["kind"] = [label(r) for r in df.to_dict("records")]
-    df.attrs.update(attrs)
-    return pd.DataFrame(df)
+    df.attrs = attrs
+    return df
 
 
 def run_probes(model, tokenizer, n_needles: int = 4, needle_length: int = 1024, induction_length: int = 64,

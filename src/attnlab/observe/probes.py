@@ -121,7 +121,7 @@ def _score_case(model, tokenizer, case):
     rec = ArgmaxRecorder()
     with attach(model, kernel="eager", observe=[rec]), torch.no_grad():
         out = model.generate(ids[None], attention_mask=torch.ones_like(ids)[None], past_key_values=cache,
-                             do_sample=False, max_new_tokens=len(needle_pos) + 2,
+                             do_sample=False, max_new_tokens=len(needle_pos) + 1,
                              pad_token_id=tokenizer.eos_token_id)
     new = out[0, ids.shape[0]:]  # [n_new]
     layers = sorted(rec.steps)
