@@ -101,11 +101,19 @@ def reachable(call: AttnCall, g: Grid) -> torch.Tensor:
 
 
 def first_keys(call: AttnCall) -> torch.Tensor:
-    """Index of the first key each batch row really has (after left padding): long [B]."""
+    """Index of each batch row's first real key (after left padding): long [B].
+
+    Prefill: the first query that sees its own position. With a cache: the first key the
+    first new query sees (on a sliding-window layer, the first key of its window).
+    """
     if call.mask is None:
         return torch.zeros(call.batch, dtype=torch.long)
-    row = call.mask[:, 0, -1, :].expand(call.batch, -1)  # [B, K] keys the last query sees
-    return row.to(torch.int8).argmax(-1)
+    mask = call.mask[:, 0].expand(call.batch, -1, -1)  # [B, Q, K]
+    if call.q_offset == 0:
+        own = torch.diagonal(mask, dim1=1, dim2=2)  # [B, Q] real tokens see themselves
+    else:
+        own = mask[:, 0]  # [B, K]
+    return own.to(torch.int8).argmax(-1)
 
 
 def visible_pairs(call: AttnCall) -> float:
@@ -121,82 +129,158 @@ def visible_pairs(call: AttnCall) -> float:
     return float(call.batch * call.num_heads * seen.sum().item())
 
 
-def _token_mask(call: AttnCall, g: Grid, j0: int, j1: int, kpos: torch.Tensor, rule) -> torch.Tensor:
-    """Which gathered keys each query row sees: bool [B, Hs, c, size, S]; kpos [B, Hs, c, S]."""
-    qpos = g.q_positions()[j0:j1][:, :, None]  # [c, size, 1]
-    kp = kpos[:, :, :, None, :]  # [B, Hs, c, 1, S]
-    vis = (kp < call.k_len) & (qpos - g.q_offset < call.q_len)
+def layer_full(call: AttnCall, g: Grid) -> torch.Tensor:
+    """Blocks whose every key every real query of the block sees: bool [Bm, nq, nk] (Bm = 1 or B)."""
+    if call.mask is not None:
+        m = F.pad(call.mask[:, 0], (0, 0, 0, g.nq * g.size - call.q_len), value=True)  # padded queries: no veto
+        m = F.pad(m, (0, g.nk * g.size - call.k_len), value=False)  # [Bm, nq*size, nk*size]
+        return m.view(m.shape[0], g.nq, g.size, g.nk, g.size).all(4).all(2)
+    q_first = g.q_positions()[:, :1]  # [nq, 1]
+    q_last = (q_first + g.size - 1).clamp(max=call.k_len - 1)
+    k_first = torch.arange(g.nk)[None, :] * g.size  # [1, nk]
+    k_last = k_first + g.size - 1
+    full = k_last < call.k_len
+    if call.causal:
+        full = full & (k_last <= q_first)
+        if call.sliding_window is not None:
+            full = full & (q_last - k_first < call.sliding_window)
+    return full.expand(g.nq, g.nk)[None]
+
+
+def _token_mask(call: AttnCall, g: Grid, b_of, j_of, kpos: torch.Tensor, rule) -> torch.Tensor:
+    """Which gathered keys each query of each row sees: bool [N, size, S].
+
+    b_of, j_of: batch row and query block of each of the N rows; kpos [N, S] key positions
+    (>= K marks an unselected slot). Built from one int32 offset tensor to stay cheap.
+    """
+    qpos = (g.q_offset + j_of[:, None] * g.size + torch.arange(g.size)).int()  # [N, size]
+    qp, kp = qpos[:, :, None], kpos.int()[:, None, :]  # [N, size, 1], [N, 1, S]
+    delta = qp - kp  # [N, size, S] query position minus key position
+    vis = (kp < call.k_len) & (qp - g.q_offset < call.q_len)
     if call.mask is None:
         if call.causal:
-            vis = vis & (kp <= qpos)
+            vis = vis & (delta >= 0)
         if call.sliding_window is not None:
-            vis = vis & (kp > qpos - call.sliding_window)
+            vis = vis & (delta < call.sliding_window)
     else:
         rows = F.pad(call.mask[:, 0], (0, 0, 0, g.nq * g.size - call.q_len))  # [Bm, nq*size, K]
-        rows = rows.view(rows.shape[0], g.nq, g.size, -1)[:, j0:j1].unsqueeze(1)  # [Bm, 1, c, size, K]
-        b, hs, c, s = kpos.shape
-        index = kp.clamp(max=call.k_len - 1).expand(b, hs, c, g.size, s)
-        vis = vis & rows.expand(b, hs, c, g.size, -1).gather(-1, index)
+        bm = b_of if rows.shape[0] > 1 else torch.zeros_like(b_of)
+        vis = vis & rows[bm[:, None, None], (qp - g.q_offset).long(), kp.clamp(max=call.k_len - 1).long()]
     if rule is not None:
-        vis = vis & rule(qpos, kp)
+        vis = vis & rule(delta, kp, b_of[:, None, None])
     return vis
 
 
-def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, call: AttnCall) -> torch.Tensor:
-    """Attention of q [N, Rq, D] on k, v [N, S, D] under mask [N, Rq, S]: [N, Rq, Dv]."""
+def _attention(q, k, v, mask, call: AttnCall) -> tuple[torch.Tensor, torch.Tensor]:
+    """q [N, Rq, D] on k, v [N, S, D] with additive mask [N, Rq, S] or None:
+    output [N, Rq, Dv] and log-sum-exp [N, Rq] fp32 (-inf where a row sees nothing)."""
     if call.softcap is None:
-        out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None], attn_mask=mask[:, None],
-                                             scale=call.scaling)
-        return out[:, 0]
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            q[:, None], k[:, None], v[:, None], 0.0, False,
+            attn_mask=None if mask is None else mask[:, None], scale=call.scaling)
+        return out[:, 0], lse[:, 0].float()
     scores = torch.matmul(q, k.transpose(-1, -2)).float() * call.scaling  # [N, Rq, S]
     scores = torch.tanh(scores / call.softcap) * call.softcap
-    probs = torch.softmax(scores.masked_fill(~mask, torch.finfo(scores.dtype).min), dim=-1)
-    return torch.matmul(probs.to(v.dtype), v)
+    if mask is not None:
+        scores = scores + mask.float()
+    lse = torch.logsumexp(scores, dim=-1)
+    probs = torch.exp(scores - lse.nan_to_num(neginf=0.0)[..., None])
+    return torch.matmul(probs.to(v.dtype), v), lse
 
 
-def attend(call: AttnCall, blocks: torch.Tensor, size: int, rule: Callable | None = None) -> KernelOutput:
+def _merge(o1, l1, o2, l2):
+    """Combine two partial softmax attentions over disjoint key sets by their log-sum-exps."""
+    lse = torch.logaddexp(l1, l2)
+    return o1 * torch.exp(l1 - lse)[..., None].to(o1.dtype) + o2 * torch.exp(l2 - lse)[..., None].to(o2.dtype)
+
+
+@dataclass
+class _Rows:
+    """The N = B*Hs*nq work rows (batch row, selection head, query block) and their key blocks."""
+
+    order: torch.Tensor  # [N, nk] key blocks, unmasked-full first, then masked, then unselected
+    n_full: torch.Tensor  # [N] leading blocks needing no token mask
+    n_sel: torch.Tensor  # [N] selected blocks
+    hs: int
+
+
+def _rows(call: AttnCall, g: Grid, blocks: torch.Tensor, partial: torch.Tensor | None) -> _Rows:
+    b = call.batch
+    if blocks.shape[1] == 1:
+        blocks = blocks.expand(-1, call.num_kv_heads, -1, -1)
+    hs = blocks.shape[1]
+    sel = (blocks & reachable(call, g)).expand(b, hs, g.nq, g.nk)
+    full = sel & layer_full(call, g)[:, None]
+    if partial is not None:
+        full = full & ~partial
+    rank = (sel.to(torch.int8) + full.to(torch.int8)).reshape(-1, g.nk)  # 2 full, 1 masked, 0 not taken
+    order = torch.sort(rank, dim=-1, descending=True, stable=True).indices
+    n_full = full.reshape(-1, g.nk).sum(-1)
+    return _Rows(order, n_full, sel.reshape(-1, g.nk).sum(-1), hs)
+
+
+def _chunks(rows: _Rows, bytes_per_block: int) -> list[torch.Tensor]:
+    """Row indices in chunks of equal `n_full` (no row pays for another's masked blocks),
+    each under CHUNK_BYTES."""
+    perm = torch.argsort(rows.n_full * (rows.order.shape[1] + 1) + rows.n_sel)
+    n_full = rows.n_full[perm].tolist()
+    n_sel = rows.n_sel[perm].tolist()
+    chunks, start, widest = [], 0, 1
+    for i in range(len(perm)):
+        widest = max(widest, n_sel[i])
+        if i > start and (n_full[i] != n_full[start] or (i - start + 1) * widest * bytes_per_block > CHUNK_BYTES):
+            chunks.append(perm[start:i])
+            start, widest = i, max(1, n_sel[i])
+    chunks.append(perm[start:])
+    return chunks
+
+
+def attend(call: AttnCall, blocks: torch.Tensor, size: int, rule: Callable | None = None,
+           partial: torch.Tensor | None = None) -> KernelOutput:
     """Exact attention restricted to the selected key blocks; output [B, Q, H, Dv].
 
-    blocks: bool [B|1, Hs, nq, nk], Hs = H_kv (GQA group shares) or H (per head) or 1.
-    rule:   optional fn(qpos [c, size, 1], kpos [B, Hs, c, 1, S]) -> bool, a token-level
-            pattern applied inside the selected blocks (absolute positions).
-    density = visible query-key pairs computed / visible pairs.
+    blocks:  bool [B|1, Hs, nq, nk], Hs = H_kv (a GQA group shares), H (per head) or 1.
+    rule:    optional fn(delta [N, size, S], kpos [N, 1, S], batch_row [N, 1, 1]) -> bool, a
+             token-level pattern inside the selected blocks (delta = query position - key
+             position, int32; kpos absolute key positions).
+    partial: bool like `blocks`: blocks where `rule` may hide keys (needed with a rule).
+    Blocks the model shows in full run without any mask; the rest with a token mask; the
+    two are merged by log-sum-exp. density = visible query-key pairs computed / visible pairs.
     """
     g = grid(call, size)
     b, h, h_kv = call.batch, call.num_heads, call.num_kv_heads
-    if blocks.shape[1] == 1:
-        blocks = blocks.expand(-1, h_kv, -1, -1)
-    hs = blocks.shape[1]
-    r = h // hs  # query heads per selection head
-    blocks = (blocks & reachable(call, g)).expand(b, hs, g.nq, g.nk)
-    counts = blocks.sum(-1)  # [B, Hs, nq]
-    order = torch.sort(blocks.to(torch.int8), dim=-1, descending=True, stable=True).indices  # selected first
-    ks_max = max(1, int(counts.max()))
-    chunk = max(1, CHUNK_BYTES // (4 * b * h * size * size * ks_max))  # fp32-sized mask per chunk
-    q = F.pad(call.query, (0, 0, 0, g.nq * size - call.q_len)).view(b, hs, r, g.nq, size, -1)
+    rows = _rows(call, g, blocks, partial)
+    r = h // rows.hs
+    q = F.pad(call.query, (0, 0, 0, g.nq * size - call.q_len)).view(b, rows.hs, r, g.nq, size, -1)
     keys = F.pad(call.key, (0, 0, 0, g.nk * size - call.k_len)).view(b, h_kv, g.nk, size, -1)
     values = F.pad(call.value, (0, 0, 0, g.nk * size - call.k_len)).view(b, h_kv, g.nk, size, -1)
-    bi = torch.arange(b)[:, None, None, None]
-    hi = (torch.arange(hs) // (hs // h_kv))[None, :, None, None]
-    outs, computed = [], 0
-    for j0 in range(0, g.nq, chunk):
-        j1 = min(g.nq, j0 + chunk)
-        ks = max(1, int(counts[:, :, j0:j1].max()))
-        sel = order[:, :, j0:j1, :ks]  # [B, Hs, c, ks]
-        taken = torch.arange(ks) < counts[:, :, j0:j1, None]  # [B, Hs, c, ks]
-        kpos = (sel[..., None] * size + torch.arange(size)).flatten(-2)  # [B, Hs, c, S]
-        kpos = kpos.masked_fill(~taken.repeat_interleave(size, -1), call.k_len)  # unselected -> out of range
-        vis = _token_mask(call, g, j0, j1, kpos, rule)  # [B, Hs, c, size, S]
-        computed += int(vis.sum()) * r
-        vis[..., 0] |= ~vis.any(-1)  # rows that see nothing (padding) read one key instead of NaN
-        c, s = j1 - j0, ks * size
-        n = b * hs * c
-        qc = q[:, :, :, j0:j1].transpose(2, 3).reshape(n, r * size, -1)  # [N, R*size, D]
-        kc = keys[bi, hi, sel].reshape(n, s, -1)  # [N, S, D]
-        vc = values[bi, hi, sel].reshape(n, s, -1)  # [N, S, Dv]
-        mask = vis.unsqueeze(3).expand(b, hs, c, r, size, s).reshape(n, r * size, s)
-        outs.append(_sdpa(qc, kc, vc, mask, call).view(b, hs, c, r, size, -1))
-    out = torch.cat(outs, dim=2)  # [B, Hs, nq, R, size, Dv]
+    out = q.new_zeros(b, rows.hs, g.nq, r, size, values.shape[-1])
+    real = (call.q_len - torch.arange(g.nq) * size).clamp(max=size)  # real query rows per block
+    computed = 0
+    for idx in _chunks(rows, 4 * r * size * size):
+        b_of, hs_of, j_of = idx // (rows.hs * g.nq), (idx // g.nq) % rows.hs, idx % g.nq
+        kf, ks = int(rows.n_full[idx].min()), int(rows.n_sel[idx].max())
+        sel = rows.order[idx, :ks]  # [N, ks]
+        kv_of = (hs_of // (rows.hs // h_kv))[:, None]
+        kc = keys[b_of[:, None], kv_of, sel].flatten(1, 2)  # [N, ks*size, D]
+        vc = values[b_of[:, None], kv_of, sel].flatten(1, 2)
+        qc = q[b_of, hs_of, :, j_of].flatten(1, 2)  # [N, R*size, D]
+        o, lse = None, None
+        if kf:
+            o, lse = _attention(qc, kc[:, :kf * size], vc[:, :kf * size], None, call)
+            computed += int((real[j_of] * kf * size).sum()) * r
+        if ks > kf:
+            taken = torch.arange(ks - kf) < (rows.n_sel[idx] - kf)[:, None]  # [N, ks-kf]
+            kpos = (sel[:, kf:, None] * size + torch.arange(size)).flatten(1)  # [N, S]
+            kpos = kpos.masked_fill(~taken.repeat_interleave(size, -1), call.k_len)
+            vis = _token_mask(call, g, b_of, j_of, kpos, rule)  # [N, size, S]
+            computed += int(vis.sum()) * r
+            vis = vis.repeat(1, r, 1)  # [N, R*size, S]
+            add = torch.where(vis, 0.0, -torch.inf).to(qc.dtype)
+            o2, l2 = _attention(qc, kc[:, kf * size:], vc[:, kf * size:], add, call)
+            l2 = l2.masked_fill(~vis.any(-1), -torch.inf)
+            o, lse = (o2, l2) if o is None else (_merge(o, lse, o2, l2), None)
+        out[b_of, hs_of, j_of] = o.view(-1, r, size, o.shape[-1])
     out = out.permute(0, 2, 4, 1, 3, 5).reshape(b, g.nq * size, h, -1)[:, :call.q_len]  # [B, Q, H, Dv]
     total = visible_pairs(call)
     return KernelOutput(output=out.contiguous(), density=computed / total if total else 1.0)

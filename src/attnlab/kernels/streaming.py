@@ -22,18 +22,23 @@ from ..hooks import Hooks
 from . import blocks as bk
 
 
-def pattern(call: AttnCall, g: bk.Grid, sinks: int, window: int) -> torch.Tensor:
-    """Key blocks holding a sink or a window key of some query of each block: bool [B, 1, nq, nk]."""
-    start = bk.first_keys(call)  # [B]
-    key_lo = torch.arange(g.nk) * g.size  # [nk] first key of each block
-    key_hi = key_lo + g.size - 1
-    sink = (key_lo[None, :] < (start + sinks)[:, None]) & (key_hi[None, :] >= start[:, None])  # [B, nk]
+def pattern(call: AttnCall, g: bk.Grid, sinks: int, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Key blocks holding a sink or window key of some query of each block, and those of
+    them the rule may cut inside: bool [B, 1, nq, nk] twice."""
+    start = bk.first_keys(call)[:, None]  # [B, 1]
+    k_first = torch.arange(g.nk)[None, :] * g.size  # [1, nk]
+    k_last = k_first + g.size - 1
+    sink = (k_first < start + sinks) & (k_last >= start)  # [B, nk]
+    all_sink = (k_first >= start) & (k_last < start + sinks)
     qpos = g.q_positions()  # [nq, size]
-    lo, hi = qpos[:, :1] - window + 1, qpos[:, -1:]  # [nq, 1] window of the block's queries
+    q_first, q_last = qpos[:, :1], qpos[:, -1:]  # [nq, 1]
+    near = (k_last >= q_first - window + 1) & (k_first <= (q_last if call.causal else q_last + window - 1))
+    all_near = q_last - k_first < window
     if not call.causal:
-        hi = hi + window - 1
-    near = (key_hi[None, :] >= lo) & (key_lo[None, :] <= hi)  # [nq, nk]
-    return (sink[:, None, :] | near[None, :, :])[:, None]
+        all_near = all_near & (k_last - q_first < window)
+    blocks = sink[:, None, :] | near[None]  # [B, nq, nk]
+    partial = ~(all_sink[:, None, :] | all_near[None])
+    return blocks[:, None], partial[:, None]
 
 
 def forward(call: AttnCall, hooks: Hooks, sinks: int = 4, window: int = 1020, block_size: int = 64,
@@ -44,11 +49,12 @@ def forward(call: AttnCall, hooks: Hooks, sinks: int = 4, window: int = 1020, bl
     bk.check_supported(call, "streaming")
     if call.k_len < min_len:
         return bk.dense(call, hooks)
-    start = bk.first_keys(call).view(-1, 1, 1, 1, 1)  # [B, 1, 1, 1, 1]
+    start = bk.first_keys(call)  # [B]
 
-    def rule(qpos, kpos):  # qpos [c, size, 1], kpos [B, Hs, c, 1, S]
-        near = (qpos - kpos < window) & ((kpos - qpos < window) | call.causal)
-        return (kpos - start < sinks) | near
+    def rule(delta, kpos, row):  # [N, size, S], [N, 1, S], [N, 1, 1]
+        near = delta < window if call.causal else delta.abs() < window
+        return near | (kpos - start[row] < sinks)
 
     g = bk.grid(call, block_size)
-    return bk.attend(call, pattern(call, g, sinks, window), block_size, rule)
+    blocks, partial = pattern(call, g, sinks, window)
+    return bk.attend(call, blocks, block_size, rule, partial)
