@@ -1,4 +1,4 @@
-"""`attnlab inspect`: per-head attention statistics and head kinds -> DIR/heads.csv, DIR/heads.json."""
+"""`attnlab inspect`: per-head attention statistics and head kinds -> DIR/heads.csv, DIR/heads.json, DIR/report.html."""
 
 from __future__ import annotations
 
@@ -63,6 +63,9 @@ def register(app: typer.Typer) -> None:
         max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="use at most N tokens of the text"),
         out: Path = typer.Option(Path("attnlab-out"), "--out", help="output folder for heads.csv and heads.json"),
         no_probes: bool = typer.Option(False, "--no-probes", help="skip the induction and retrieval probes"),
+        png: bool = typer.Option(False, "--png", help="also write DIR/*.png figures of the head grids"),
+        map_heads: Optional[str] = typer.Option(None, "--map-heads",
+                                                help="heads whose maps report.html embeds, e.g. 3.1,5.2 (default: 12 varied)"),
         fmt: str = typer.Option("table", "--format", help="table or json"),
     ):
         """Per-head attention statistics and head kinds; writes DIR/heads.csv and DIR/heads.json.
@@ -80,13 +83,19 @@ def register(app: typer.Typer) -> None:
             fail(f"--text: no such file {text_file}")
         text = text_file.read_text(encoding="utf-8") if text_file is not None else prompt
         command = "attnlab inspect " + " ".join(shlex.quote(a) for a in _argv(
-            model=model, text=text_file, prompt=prompt, max_tokens=max_tokens, out=out, no_probes=no_probes))
+            model=model, text=text_file, prompt=prompt, max_tokens=max_tokens, out=out, no_probes=no_probes,
+            png=png, map_heads=map_heads))
         bar, update = _progress_bar()
 
         def run():
+            from ..report.write import report_for_inspect
+
             with bar:
-                return inspect_model(model, out, text=text, max_tokens=max_tokens, probes=not no_probes,
+                data = inspect_model(model, out, text=text, max_tokens=max_tokens, probes=not no_probes,
                                      command=command.strip(), progress=update)
+            data["report"] = report_for_inspect(model, out, text, max_tokens, png=png, map_heads=map_heads)
+            data["files"] += [data["report"]["report"], *data["report"]["pngs"]]
+            return data
 
         emit(guarded(run), fmt, _summary_table)
 
