@@ -22,7 +22,7 @@ FULL = {
 # a budget that really drops keys on the tiny inputs below
 SMALL = {
     "streaming": dict(sinks=2, window=6, block_size=4),
-    "block_topk": dict(topk=1, block_size=4),
+    "block_topk": dict(topk=1, local=1, block_size=4),
     "flexprefill": dict(gamma=0.5, block_size=4),
     "window": dict(window=6, stride=2, block_size=4),
 }

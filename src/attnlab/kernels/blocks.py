@@ -116,6 +116,51 @@ def first_keys(call: AttnCall) -> torch.Tensor:
     return own.to(torch.int8).argmax(-1)
 
 
+def pooled(call: AttnCall, g: Grid) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean query of each query block [B, H, nq, D] and mean key of each key block [B, H_kv, nk, D] (fp32)."""
+    q = F.pad(call.query.float(), (0, 0, 0, g.nq * g.size - call.q_len)).view(*call.query.shape[:2], g.nq, g.size, -1)
+    k = F.pad(call.key.float(), (0, 0, 0, g.nk * g.size - call.k_len)).view(*call.key.shape[:2], g.nk, g.size, -1)
+    q_real = (call.q_len - torch.arange(g.nq) * g.size).clamp(max=g.size)[:, None]  # [nq, 1]
+    k_real = (call.k_len - torch.arange(g.nk) * g.size).clamp(max=g.size)[:, None]
+    return q.sum(3) / q_real, k.sum(3) / k_real
+
+
+def block_scores(call: AttnCall, g: Grid, qpool: torch.Tensor, kpool: torch.Tensor) -> torch.Tensor:
+    """Scaled pooled-query x pooled-key logits per head: [B, H, nq', nk] for qpool [B, H, nq', D]."""
+    b, h, n, d = qpool.shape
+    scores = torch.matmul(qpool.view(b, call.num_kv_heads, -1, d), kpool.transpose(-1, -2))  # [B, H_kv, G*nq', nk]
+    return scores.view(b, h, n, -1) * call.scaling
+
+
+def candidates(call: AttnCall, g: Grid) -> torch.Tensor:
+    """Key blocks worth selecting: reachable by position and not all left padding: bool [B, 1, nq, nk]."""
+    k_last = torch.arange(g.nk) * g.size + g.size - 1  # [nk]
+    real = k_last[None, :] >= first_keys(call)[:, None]  # [B, nk]
+    return (reachable(call, g)[None] & real[:, None, :])[:, None]
+
+
+def forced(call: AttnCall, g: Grid, sink: int, local: int) -> torch.Tensor:
+    """The first `sink` real key blocks and the `local` blocks ending at each query block's
+    last position (at least its own blocks): bool [B, 1, nq, nk]."""
+    blk = torch.arange(g.nk)  # [nk]
+    first_blk = (first_keys(call) // g.size)[:, None]  # [B, 1]
+    sinks = (blk[None, :] >= first_blk) & (blk[None, :] < first_blk + sink)  # [B, nk]
+    lo, hi = g.block_of_query()  # [nq]
+    near = (blk[None, :] <= hi[:, None]) & (blk[None, :] > torch.minimum(lo, hi - local + 1)[:, None] - 1)
+    return (sinks[:, None, :] | near[None])[:, None]
+
+
+def keep_mass(probs: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Smallest set of entries (last dim) whose probability sum reaches gamma: bool like probs.
+    gamma >= 1 keeps every entry."""
+    if gamma >= 1.0:
+        return torch.ones_like(probs, dtype=torch.bool)
+    sorted_p, order = torch.sort(probs, dim=-1, descending=True)
+    before = torch.cumsum(sorted_p, dim=-1) - sorted_p  # mass of the entries ranked above
+    keep_sorted = before < gamma * probs.sum(-1, keepdim=True)
+    return torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+
+
 def visible_pairs(call: AttnCall) -> float:
     """Number of (query head, query, key) triples the model lets attend, over the batch."""
     if call.mask is not None:
