@@ -88,7 +88,7 @@ def test_bench_cli_end_to_end_writes_all_outputs(tiny_folder, tmp_path):
     from attnlab.cli import build_app
 
     out = tmp_path / "out"
-    args = ["bench", "--model", str(tiny_folder), "--kernels", "eager:block_size=16,eager@repeats=1@needles=0",
+    args = ["bench", "--model", str(tiny_folder), "--kernels", "eager:block_size=16,eager@repeats=1@needles=0@max_length=64",
             "--lengths", "64,128", "--needles", "2", "--needle-lengths", "96", "--repeats", "2",
             "--decode-steps", "2", "--corpus", "kjv:ge1:1-5:32", "--out", str(out), "--format", "json",
             "--no-isolate"]
@@ -96,7 +96,7 @@ def test_bench_cli_end_to_end_writes_all_outputs(tiny_folder, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     rows = {(r["kernel"], r["length"]): r for r in report["rows"]}
-    assert set(rows) == {(k, n) for k in ("sdpa", "eager:block_size=16", "eager") for n in (64, 128)}
+    assert set(rows) == {(k, n) for k in ("sdpa", "eager:block_size=16") for n in (64, 128)} | {("eager", 64)}
     for (kernel, n), r in rows.items():
         assert r["parity_ok"] and r["kl"] == pytest.approx(0.0, abs=1e-5)
         assert r["ppl"] == pytest.approx(rows[("sdpa", n)]["ppl"], rel=1e-4)  # exact kernels
@@ -105,7 +105,7 @@ def test_bench_cli_end_to_end_writes_all_outputs(tiny_folder, tmp_path):
     assert rows[("sdpa", 64)]["speedup"] == 1.0
     assert set(report["needles"]) == {"sdpa", "eager:block_size=16"}  # @needles=0 skips
     assert report["needles"]["sdpa"]["n"] == 2
-    assert (out / "bench.csv").read_text().count("\n") == 7
+    assert (out / "bench.csv").read_text().count("\n") == 6
     assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in out.iterdir()) == ["bench.csv", "bench.json", "pareto.png"]
 

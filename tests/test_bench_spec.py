@@ -14,10 +14,11 @@ def test_split_kernels_keeps_params_with_their_kernel():
 
 
 def test_parse_kernels_puts_dense_first_and_reads_options():
-    specs = parse_kernels("eager:block_size=64,eager@repeats=1@needles=0")
+    specs = parse_kernels("eager:block_size=64,eager@repeats=1@needles=0@max_length=512")
     assert [s.label for s in specs] == ["sdpa", "eager:block_size=64", "eager"]
     assert specs[1].params == {"block_size": 64} and specs[1].repeats is None and specs[1].needles
-    assert specs[2].repeats == 1 and not specs[2].needles
+    assert specs[2].repeats == 1 and not specs[2].needles and specs[2].max_length == 512
+    assert specs[1].max_length is None
     assert specs[1].parity_params() == {"block_size": 64}  # exact kernel: checked as given
 
 

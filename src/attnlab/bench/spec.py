@@ -2,8 +2,9 @@
 
 A kernel spec is `name[:param=value,...][@option=value...]`, e.g.
 `streaming:sinks=4,window=1020` or `eager@repeats=1@needles=0`. The `@` options change
-how the benchmark treats that kernel: `repeats` (timed prefills) and `needles` (0 skips
-the needle test, e.g. for a kernel measured only for memory).
+how the benchmark treats that kernel: `repeats` (timed prefills), `needles` (0 skips the
+needle test, e.g. for a kernel measured only for memory) and `max_length` (skip longer
+lengths, to spend a CPU budget where it matters).
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DENSE = "sdpa"
-BENCH_OPTIONS = ("repeats", "needles")
+BENCH_OPTIONS = ("repeats", "needles", "max_length")
 
 # Parameters under which each sparse kernel computes every visible pair: the parity check
 # runs the kernel with these and requires equality with dense. Exact kernels use their own.
 FULL_BUDGET: dict[str, dict] = {
     "streaming": {"sinks": 0, "window": 1 << 30},
-    "block_topk": {"top_k": 1 << 20},
+    "block_topk": {"topk": 1 << 20},
     "flexprefill": {"gamma": 1.0},
     "window": {"window": 1 << 30},
 }
@@ -34,6 +35,7 @@ class KernelSpec:
     params: dict
     repeats: int | None = None  # None: the run's --repeats
     needles: bool = True
+    max_length: int | None = None  # None: every length of the run
 
     def parity_params(self) -> dict | None:
         """Parameters for the parity check, or None when no full-budget setting is known."""
@@ -75,7 +77,8 @@ def parse_kernel(text: str) -> KernelSpec:
             raise ValueError(f"bad bench option {opt!r} in {text!r}; valid: "
                              + ", ".join(f"@{o}=N" for o in BENCH_OPTIONS))
         bench[key] = int(value)
-    return KernelSpec(core.strip(), name, params, bench.get("repeats"), bool(bench.get("needles", 1)))
+    return KernelSpec(core.strip(), name, params, bench.get("repeats"), bool(bench.get("needles", 1)),
+                      bench.get("max_length"))
 
 
 def parse_kernels(text: str) -> list[KernelSpec]:

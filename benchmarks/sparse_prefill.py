@@ -1,0 +1,114 @@
+"""The README's sparse-prefill figures: one benchmark run per model, printed as markdown.
+
+    flock /tmp/attnlab-heavy.lock python benchmarks/sparse_prefill.py --preset smollm2 --out bench-smollm2
+    flock /tmp/attnlab-heavy.lock python benchmarks/sparse_prefill.py --preset gemma3 --out bench-gemma3
+
+Each preset is one `run_bench` (the same as `attnlab bench ...` with the flags printed at
+the top). Kernels not registered yet are skipped with a note. Figures: medians of the
+timed prefills and ratios against the sdpa baseline of the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+# Budget on a shared 2-core CPU: every cell times `repeats` full prefills; perplexity is
+# scored on the last 2048 tokens of those same forwards; needles run at 1024/2048 tokens.
+PRESETS = {
+    "smollm2": dict(
+        model="smollm2-135m", lengths=(2048, 4096, 8192), corpus="austen:prideprejudice",
+        kernels=["chunked@needles=0", "eager@repeats=1@needles=0",
+                 "streaming:sinks=0,window=1024@max_length=4096", "streaming:sinks=4,window=1020",
+                 "block_topk", "flexprefill"],
+        needles=20, needle_lengths=(1024, 2048), repeats=3, ppl_last=2048),
+    "gemma3": dict(
+        model="gemma3-270m", lengths=(16384,), corpus="austen:prideprejudice",
+        kernels=["block_topk", "flexprefill"],
+        needles=10, needle_lengths=(2048,), repeats=3, ppl_last=2048),
+}
+
+
+def available(specs: list[str]) -> list[str]:
+    """The specs whose kernel is registered (others are reported and skipped)."""
+    from attnlab.kernels import KERNELS
+
+    keep = [s for s in specs if s.split("@")[0].split(":")[0] in KERNELS]
+    for s in specs:
+        if s not in keep:
+            print(f"note: kernel {s.split(':')[0]!r} not registered; skipped", file=sys.stderr)
+    return keep
+
+
+def markdown(report: dict) -> str:
+    """The rows as a markdown table, then needles and the summary."""
+    head = ("| kernel | len | prefill s (median) | speed-up | attn share | ppl | ppl Δ% | KL | needles % "
+            "| decode tok/s | peak RSS MB | prefill RSS MB | density |")
+    lines = [head, "|" + "---|" * 13]
+    for r in report["rows"]:
+        needle = "-" if r["needle_acc"] is None else f"{r['needle_acc']:.0f}"
+        lines.append(f"| `{r['kernel']}` | {r['length']} | {r['prefill_s']:.2f} | {r['speedup']:.2f}x "
+                     f"| {100 * r['attention_share']:.0f}% | {r['ppl']:.3f} | {r['ppl_change_pct']:+.2f} "
+                     f"| {r['kl']:.4f} | {needle} | {r['decode_tok_s']:.1f} | {r['peak_rss_mb']:.0f} "
+                     f"| {r['prefill_rss_mb']:.0f} | {r['density']:.3f} |")
+    lines.append("")
+    for label, n in report["needles"].items():
+        by = ", ".join(f"{k}: {v:.0f}%" for k, v in n["by_length"].items())
+        lines.append(f"- needles `{label}`: {n['accuracy']:.0f}% of {n['n']} ({by}); "
+                     f"{n['delta_pts']:+.0f} pts vs sdpa")
+    summary = report["summary"]
+    for label, c in summary["crossover"].items():
+        lines.append(f"- crossover `{label}`: sdpa faster at {c['sdpa_faster_at'] or 'none'}; "
+                     f"kernel faster from {c['faster_from'] or 'never (in range)'}")
+    for length, m in summary["memory_chunked_vs_eager"].items():
+        lines.append(f"- memory at {length}: chunked peak {m['chunked_peak_mb']:.0f} MB "
+                     f"(prefill +{m['chunked_prefill_mb']:.0f}) vs eager {m['eager_peak_mb']:.0f} MB "
+                     f"(prefill +{m['eager_prefill_mb']:.0f}); ratio {m['peak_ratio']:.2f}")
+    for length, b in summary["best"].items():
+        kept, fast = b["best_quality_kept"], b["fastest"]
+        kept_text = f"`{kept['kernel']}` {kept['speedup']:.2f}x" if kept else "none"
+        lines.append(f"- best at {length} (ppl <= +2%, needles >= -5 pts): {kept_text}; fastest sparse "
+                     f"`{fast['kernel']}` {fast['speedup']:.2f}x at ppl {fast['ppl_change_pct']:+.1f}%")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    from attnlab.bench.run import run_bench
+    from attnlab.bench.spec import BenchConfig, parse_kernels
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="smollm2")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per worker (1: stablest on a shared CPU)")
+    parser.add_argument("--lengths", default=None, help="override the preset's lengths, e.g. 1024")
+    parser.add_argument("--needle-lengths", default=None, help="override the preset's needle lengths")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--needles", type=int, default=None)
+    args = parser.parse_args()
+    preset = dict(PRESETS[args.preset])
+    preset["kernels"] = parse_kernels(",".join(available(preset["kernels"])))
+    if args.lengths:
+        preset["lengths"] = tuple(int(x) for x in args.lengths.split(","))
+    if args.needle_lengths:
+        preset["needle_lengths"] = tuple(int(x) for x in args.needle_lengths.split(","))
+    for key in ("repeats", "needles"):
+        if getattr(args, key) is not None:
+            preset[key] = getattr(args, key)
+    config = BenchConfig(out=args.out or Path(f"bench-{args.preset}"), threads=args.threads, **preset)
+    print(f"# {args.preset}: model={config.model} kernels={[s.label for s in config.kernels]} "
+          f"lengths={config.lengths} corpus={config.corpus} needles={config.needles}@{config.needle_lengths} "
+          f"repeats={config.repeats} ppl_last={config.ppl_last} threads={config.threads}", flush=True)
+    start = time.time()
+
+    def progress(done, total, text):
+        print(f"[{time.time() - start:7.0f} s] {done}/{total} {text}", file=sys.stderr, flush=True)
+
+    report = run_bench(config, progress)
+    print(markdown(report))
+    print(f"\n(total {time.time() - start:.0f} s; files in {config.out})")
+
+
+if __name__ == "__main__":
+    main()
