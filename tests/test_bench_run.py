@@ -132,8 +132,10 @@ def test_each_cell_runs_in_a_fresh_process(tiny_folder, tmp_path):
 
     config = BenchConfig(out=tmp_path, model=str(tiny_folder), kernels=parse_kernels("sdpa"), lengths=(64,),
                          corpus="kjv:ge1:1-2:25", needles=0, repeats=1, decode_steps=1, threads=1)
-    seen = []
-    report = run_bench(config, progress=lambda done, total, text: seen.append((done, total, text)))
+    seen, raw = [], []
+    report = run_bench(config, progress=lambda done, total, text: seen.append((done, total, text)),
+                       on_result=lambda task, result: raw.append((task["label"], result["ppl"])))
     (row,) = report["rows"]
+    assert raw == [("sdpa", row["ppl"])]
     assert row["kernel"] == "sdpa" and row["length"] == 64 and row["ppl"] > 1
     assert seen == [(0, 1, "sdpa @ 64"), (1, 1, "done")]

@@ -124,8 +124,11 @@ def plan(config: BenchConfig, ids: Path, cases: list[dict], work: Path) -> list[
     return tasks
 
 
-def run_bench(config: BenchConfig, progress=None) -> dict:
-    """Run the benchmark; returns {"config", "rows", "needles", "summary"} and writes the files."""
+def run_bench(config: BenchConfig, progress=None, on_result=None) -> dict:
+    """Run the benchmark; returns {"config", "rows", "needles", "summary"} and writes the files.
+
+    on_result(task, result), if given, sees each raw task result as soon as it arrives.
+    """
     from ..models import load
     from .results import assemble, write_outputs
 
@@ -142,6 +145,8 @@ def run_bench(config: BenchConfig, progress=None) -> dict:
                 where = f" @ {task['length']}" if "length" in task else f" needles x{len(task['cases'])}"
                 progress(i, len(tasks), f"{task['label']}{where}")
             results.append((task, _run_task(task, work, config.timeout_s, config.isolate)))
+            if on_result:
+                on_result(*results[-1])
         if progress:
             progress(len(tasks), len(tasks), "done")
         report = assemble(config, results)
