@@ -1,0 +1,113 @@
+"""FlexPrefill (Lai et al., 2025): per head, a query-aware or a vertical-slash block pattern,
+each keeping the smallest key set whose estimated attention mass reaches `gamma`.
+
+For every head the last query block's attention to all keys is computed exactly
+(a_hat [B, H, n, K], n = block_size): cheap, one block of queries. Its block sums are
+compared with the attention estimated from pooled queries and pooled keys by the
+Jensen-Shannon distance sqrt(JS); below `tau` the pooled estimate is trusted and the head
+gets a QUERY-AWARE pattern (per query block: pooled block scores, softmax, the fewest
+blocks reaching gamma). Otherwise it gets a VERTICAL-SLASH pattern from a_hat: the fewest
+key columns (vertical) and diagonal offsets (slash) whose pooled mass reaches gamma, turned
+into the key blocks that contain them. The first (sink) block and each query block's own
+block are always kept; inside kept blocks attention is exact and causal (`blocks.py`).
+
+gamma >= 1 keeps everything (dense). per_head=False takes the union over each GQA group
+(keys gathered once per key/value head). Decode / extend steps (queries on a KV cache)
+run dense: with one query the estimate would cost as much as the attention itself.
+Inputs shorter than `min_len` keys run dense (density 1.0); the default 0 never falls back.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..call import AttnCall, KernelOutput
+from ..hooks import Hooks
+from . import blocks as bk
+
+
+def estimate(call: AttnCall, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact attention of the last n queries: probs [B, H, n, K] fp32 and visibility [B|1, 1, n, K]."""
+    n = min(n, call.q_len)
+    q = call.query[:, :, -n:]  # [B, H, n, D]
+    b, h, _, d = q.shape
+    scores = torch.matmul(q.reshape(b, call.num_kv_heads, -1, d), call.key.transpose(-1, -2))
+    scores = scores.view(b, h, n, -1).float() * call.scaling  # [B, H, n, K]
+    if call.softcap is not None:
+        scores = torch.tanh(scores / call.softcap) * call.softcap
+    visible = call.visible(call.q_len - n, call.q_len)
+    probs = torch.softmax(scores.masked_fill(~visible, -torch.inf), dim=-1).nan_to_num(0.0)
+    return probs, visible
+
+
+def _block_sum(x: torch.Tensor, g: bk.Grid) -> torch.Tensor:
+    """Sum over each key block of the last dim: [..., K] -> [..., nk]."""
+    x = F.pad(x, (0, g.nk * g.size - x.shape[-1]))
+    return x.view(*x.shape[:-1], g.nk, g.size).sum(-1)
+
+
+def js_distance(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """sqrt of the Jensen-Shannon divergence (nats) of distributions on the last dim."""
+    m = (p + q) / 2
+    js = 0.5 * (torch.xlogy(p, p) - torch.xlogy(p, m)).sum(-1) + 0.5 * (torch.xlogy(q, q) - torch.xlogy(q, m)).sum(-1)
+    return js.clamp(min=0).sqrt()
+
+
+def query_aware(call: AttnCall, g: bk.Grid, gamma: float, cand: torch.Tensor) -> torch.Tensor:
+    """Per query block, the fewest key blocks whose pooled-estimate mass reaches gamma: [B, H, nq, nk]."""
+    qpool, kpool = bk.pooled(call, g)
+    probs = torch.softmax(bk.block_scores(call, g, qpool, kpool).masked_fill(~cand, -torch.inf), -1)
+    return bk.keep_mass(probs.nan_to_num(0.0), gamma)
+
+
+def vertical_slash(call: AttnCall, g: bk.Grid, gamma: float, probs: torch.Tensor) -> torch.Tensor:
+    """Key blocks holding the fewest columns + diagonals with mass gamma in `probs` [B, H, n, K]: [B, H, nq, nk]."""
+    n, k = probs.shape[2], probs.shape[3]
+    vertical = probs.mean(2)  # [B, H, K] mass per key column
+    qpos = call.q_offset + call.q_len - n + torch.arange(n)  # [n] positions of the estimated queries
+    kidx = qpos[:, None] - torch.arange(k)[None, :]  # [n, K] key at offset o for each query
+    diag = probs.gather(-1, kidx.clamp(min=0).expand(*probs.shape[:2], n, k)) * (kidx >= 0)
+    slash = diag.mean(2)  # [B, H, K] mass per offset q - k
+    keep = bk.keep_mass(torch.cat([vertical, slash], -1) / 2, gamma)
+    columns = _block_sum(keep[..., :k].float(), g) > 0  # [B, H, nk]
+    offsets = keep[..., k:]  # [B, H, K]
+    o = torch.arange(k)
+    diffs = torch.zeros(*offsets.shape[:2], g.nk + 1, dtype=torch.bool)  # block diagonals j - i covered
+    diffs[..., :-1] |= _block_sum(offsets.float(), g) > 0  # offset o covers block diagonal o // size
+    diffs[..., 1:] |= _block_sum((offsets & (o % g.size != 0)).float(), g) > 0  # ... and o // size + 1
+    j = torch.arange(g.nq)[:, None]
+    i = torch.arange(g.nk)[None, :]
+    band = diffs[..., (j - i).clamp(min=0, max=g.nk)]  # [B, H, nq, nk]
+    return band | columns[:, :, None, :]
+
+
+def select(call: AttnCall, g: bk.Grid, gamma: float, tau: float, per_head: bool):
+    """Chosen key blocks bool [B, H (or H_kv), nq, nk] and which heads were query-aware bool [B, H]."""
+    cand = bk.candidates(call, g)  # [B, 1, nq, nk]
+    probs, visible = estimate(call, g.size)
+    true = _block_sum(probs, g).mean(2)  # [B, H, nk]
+    last_q = call.query[:, :, -probs.shape[2]:].float().mean(2, keepdim=True)  # [B, H, 1, D]
+    seen = _block_sum(visible.float(), g).sum(2) > 0  # [B|1, 1, nk]
+    _, kpool = bk.pooled(call, g)
+    est = torch.softmax(bk.block_scores(call, g, last_q, kpool)[:, :, 0].masked_fill(~seen, -torch.inf), -1)
+    aware = js_distance(true, est.nan_to_num(0.0)) < tau  # [B, H]
+    chosen = torch.where(aware[..., None, None], query_aware(call, g, gamma, cand),
+                         vertical_slash(call, g, gamma, probs))
+    chosen = (chosen | bk.forced(call, g, sink=1, local=1)) & cand
+    if not per_head:
+        chosen = chosen.view(call.batch, call.num_kv_heads, call.groups, g.nq, g.nk).any(2)
+    return chosen, aware
+
+
+def forward(call: AttnCall, hooks: Hooks, gamma: float = 0.9, tau: float = 0.1, block_size: int = 64,
+            per_head: bool = True, min_len: int = 0) -> KernelOutput:
+    """FlexPrefill attention; output [B, Q, H, Dv], density = computed / visible pairs."""
+    if not 0.0 < gamma or tau < 0.0:
+        raise ValueError(f"flexprefill: need gamma > 0 and tau >= 0, got gamma={gamma}, tau={tau}")
+    bk.check_supported(call, "flexprefill")
+    if call.k_len < min_len or call.q_offset > 0:
+        return bk.dense(call, hooks)
+    g = bk.grid(call, block_size)
+    chosen, _ = select(call, g, gamma, tau, per_head)
+    return bk.attend(call, chosen, block_size)
