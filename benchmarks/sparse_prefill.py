@@ -44,13 +44,14 @@ def available(specs: list[str]) -> list[str]:
 
 def markdown(report: dict) -> str:
     """The rows as a markdown table, then needles and the summary."""
-    head = ("| kernel | len | prefill s (median) | speed-up | attn share | ppl | ppl Δ% | KL | needles % "
-            "| decode tok/s | peak RSS MB | prefill RSS MB | density |")
-    lines = [head, "|" + "---|" * 13]
+    head = ("| kernel | len | prefill s (median) | speed-up | attn share | attn speed-up | ppl | ppl Δ% | KL "
+            "| needles % | decode tok/s | peak RSS MB | prefill RSS MB | density |")
+    lines = [head, "|" + "---|" * 14]
     for r in report["rows"]:
         needle = "-" if r["needle_acc"] is None else f"{r['needle_acc']:.0f}"
         lines.append(f"| `{r['kernel']}` | {r['length']} | {r['prefill_s']:.2f} | {r['speedup']:.2f}x "
-                     f"| {100 * r['attention_share']:.0f}% | {r['ppl']:.3f} | {r['ppl_change_pct']:+.2f} "
+                     f"| {100 * r['attention_share']:.0f}% | {r['attention_speedup']:.2f}x "
+                     f"| {r['ppl']:.3f} | {r['ppl_change_pct']:+.2f} "
                      f"| {r['kl']:.4f} | {needle} | {r['decode_tok_s']:.1f} | {r['peak_rss_mb']:.0f} "
                      f"| {r['prefill_rss_mb']:.0f} | {r['density']:.3f} |")
     lines.append("")
@@ -58,6 +59,10 @@ def markdown(report: dict) -> str:
         by = ", ".join(f"{k}: {v:.0f}%" for k, v in n["by_length"].items())
         lines.append(f"- needles `{label}`: {n['accuracy']:.0f}% of {n['n']} ({by}); "
                      f"{n['delta_pts']:+.0f} pts vs sdpa")
+    for length in sorted({r["length"] for r in report["rows"]}):
+        dense = next(r for r in report["rows"] if r["length"] == length and r["kernel"] == "sdpa")
+        lines.append(f"- profile at {length}: sdpa spends {100 * dense['attention_share']:.0f}% of the prefill "
+                     f"in attention, so no attention kernel can beat {dense['amdahl_limit']:.2f}x end to end")
     summary = report["summary"]
     for label, c in summary["crossover"].items():
         lines.append(f"- crossover `{label}`: sdpa faster at {c['sdpa_faster_at'] or 'none'}; "

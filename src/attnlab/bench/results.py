@@ -2,6 +2,8 @@
 
 Ratios: speedup = dense prefill median / kernel prefill median (same run); ppl_change_pct =
 100 * (ppl / dense ppl - 1); needle_delta_pts = kernel accuracy - dense accuracy, in points.
+attention_speedup compares the time inside attention calls only; amdahl_limit = the
+end-to-end speed-up if attention took no time at all (1 / dense non-attention share).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from .spec import DENSE, EXACT
 
 PPL_TOLERANCE_PCT = 2.0  # "quality kept": ppl within +2% of dense ...
 NEEDLE_TOLERANCE_PTS = 5.0  # ... and needle accuracy within 5 points
-CSV_COLUMNS = ("kernel", "length", "prefill_s", "speedup", "attention_s", "attention_share", "ppl",
+CSV_COLUMNS = ("kernel", "length", "prefill_s", "speedup", "attention_s", "attention_share",
+               "attention_speedup", "amdahl_limit", "ppl",
                "ppl_change_pct", "kl", "needle_acc", "needle_delta_pts", "decode_tok_s", "decode_ratio",
                "peak_rss_mb", "prefill_rss_mb", "density", "parity_max_abs_diff", "repeats")
 
@@ -47,6 +50,8 @@ def _row(task: dict, res: dict, dense: dict, needles: dict) -> dict:
         "prefill_s": res["prefill_s"], "prefill_all_s": res["prefill_all_s"],
         "speedup": dense["prefill_s"] / res["prefill_s"],
         "attention_s": res["attention_s"], "attention_share": res["attention_s"] / res["prefill_s"],
+        "attention_speedup": dense["attention_s"] / res["attention_s"] if res["attention_s"] else None,
+        "amdahl_limit": 1.0 / (1.0 - dense["attention_s"] / dense["prefill_s"]),
         "ppl": res["ppl"], "ppl_change_pct": 100.0 * (res["ppl"] / dense["ppl"] - 1.0),
         "ppl_tokens": res["ppl_tokens"], "kl": res["kl"], "kl_positions": res["kl_positions"],
         "needle_acc": acc, "needle_delta_pts": None if acc is None or dense_acc is None else acc - dense_acc,

@@ -17,13 +17,14 @@ def print_report(report: dict) -> None:
         return "-" if v is None else format(v, spec)
 
     table = Table(title=f"attnlab bench: {report['config']['model']} on {report['config']['corpus']}")
-    cols = ("kernel", "len", "prefill s", "speed-up", "attn %", "ppl", "ppl Δ%", "KL", "needles %",
+    cols = ("kernel", "len", "prefill s", "speed-up", "attn %", "attn x", "ppl", "ppl Δ%", "KL", "needles %",
             "decode tok/s", "peak MB", "prefill MB", "density")
     for col in cols:
         table.add_column(col, justify="left" if col == "kernel" else "right")
     for r in report["rows"]:
         table.add_row(r["kernel"], str(r["length"]), fmt(r["prefill_s"], ".2f"), fmt(r["speedup"], ".2f"),
-                      fmt(100 * r["attention_share"], ".0f"), fmt(r["ppl"], ".3f"), fmt(r["ppl_change_pct"], "+.2f"),
+                      fmt(100 * r["attention_share"], ".0f"), fmt(r["attention_speedup"], ".2f"),
+                      fmt(r["ppl"], ".3f"), fmt(r["ppl_change_pct"], "+.2f"),
                       fmt(r["kl"], ".4f"), fmt(r["needle_acc"], ".0f"), fmt(r["decode_tok_s"], ".1f"),
                       fmt(r["peak_rss_mb"], ".0f"), fmt(r["prefill_rss_mb"], ".0f"), fmt(r["density"], ".3f"))
     out = console()
