@@ -99,10 +99,12 @@ def test_batched_scores_equal_direct_log_likelihood(smollm2, task_file):
 @pytest.mark.real
 def test_evaluate_pairs_runs_and_identity_modifier_changes_nothing(smollm2, task_file):
     from attnlab.evals.run import evaluate
-    from attnlab.steer import sink_scale
+    from attnlab.steer import emphasize, sink_scale
 
     model, tok = smollm2
-    res = evaluate(model, tok, task_file, [sink_scale(1.0)], ["sink_scale:factor=1"], limit=6)
+    span = emphasize(0.0, span="Q:")  # identity, but exercises per-batch span positions
+    res = evaluate(model, tok, task_file, [sink_scale(1.0), span], ["sink_scale:factor=1"], limit=6)
+    assert span.positions.shape[0] == sum(len(it.choices) for it in tasks.load_task(task_file, limit=6))
     assert res["kernel"] == "eager" and res["n"] == 6
     assert res["delta"]["delta"] == 0.0 and res["changed"] == {"fixed": 0, "broken": 0}
     assert res["steered"]["acc"] == res["baseline"]["acc"]

@@ -1,9 +1,9 @@
 """Score multiple-choice items by the log-likelihood of each choice given the prompt.
 
-Every (item, choice) pair is one sequence: prompt tokens then choice tokens (tokenized
-separately, so the prompt's tokens are identical for every choice). Sequences are
-left-padded into batches with position ids counted from each row's first real token,
-so padding changes nothing; only the logits of the last positions are computed.
+Each prompt runs once (left-padded into a batch, position ids counted from each row's
+first real token, so padding changes nothing); its KV cache is repeated for each choice
+and the choices (tokenized apart from the prompt, so the prompt tokens are the same for
+every choice) run as one extension of the cache. Modifiers act on both passes.
 For each pair we keep the summed log-probability of the choice tokens and their count:
 'sum' normalisation picks the choice with the highest total log-likelihood, 'mean' the
 highest per-token average.
@@ -45,82 +45,89 @@ class Scores:
         return out
 
 
-def _sequences(tokenizer, items):
-    """[(item index, prompt text, prompt ids, choice ids)] for every (item, choice)."""
-    seqs = []
-    for i, it in enumerate(items):
+def _encode(tokenizer, items):
+    """Per item: prompt ids and one list of ids per choice (tokenized apart from the prompt)."""
+    out = []
+    for it in items:
         prompt = tokenizer(it.prompt, add_special_tokens=False)["input_ids"]
-        for choice in it.choices:
-            seqs.append((i, it.prompt, prompt, tokenizer(" " + choice, add_special_tokens=False)["input_ids"]))
-    return seqs
+        out.append((prompt, [tokenizer(" " + c, add_special_tokens=False)["input_ids"] for c in it.choices]))
+    return out
 
 
-def _batch(seqs, pad_id: int):
-    """Left-padded ids [B, T], attention mask [B, T] and position ids [B, T]."""
-    T = max(len(p) + len(c) for _, _, p, c in seqs)
-    ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(seqs), T, dtype=torch.long)
-    for r, (_, _, p, c) in enumerate(seqs):
-        row = p + c
+def _left_pad(rows, pad_id: int):
+    """ids [B, T] left-padded, attention mask [B, T]."""
+    T = max(len(r) for r in rows)
+    ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(rows), T, dtype=torch.long)
+    for r, row in enumerate(rows):
         ids[r, T - len(row):] = torch.tensor(row)
         mask[r, T - len(row):] = 1
-    pos = (mask.cumsum(-1) - 1).clamp_min(0)
-    return ids, mask, pos
+    return ids, mask
 
 
-def _prepare(modifiers, tokenizer, seqs, T: int) -> None:
-    """Give span-aware modifiers (emphasize) each row's text and character offsets [B, T, 2]."""
+def _prepare(modifiers, tokenizer, items, rows, Tp: int, T: int) -> None:
+    """Give span-aware modifiers (emphasize) each batch row's text and character offsets [B, T, 2].
+
+    rows: the item of each batch row; prompts are left-padded to Tp tokens, T >= Tp is the
+    full key length of the pass (prompt + choices).
+    """
     users = [m for m in modifiers if callable(getattr(m, "prepare", None))]
     if not users:
         return
-    texts, offsets = [], torch.zeros(len(seqs), T, 2, dtype=torch.long)
-    for r, (_, text, p, c) in enumerate(seqs):
-        offs = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-        start = T - len(p) - len(c)
-        offsets[r, start:start + len(p)] = torch.tensor(offs, dtype=torch.long).view(-1, 2)
-        texts.append(text)
+    offsets = torch.zeros(len(rows), T, 2, dtype=torch.long)
+    for r, i in enumerate(rows):
+        offs = tokenizer(items[i].prompt, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        offsets[r, Tp - len(offs):Tp] = torch.tensor(offs, dtype=torch.long).view(-1, 2)
     for m in users:
-        m.prepare(tokenizer, texts, offsets)
+        m.prepare(tokenizer, [items[i].prompt for i in rows], offsets)
 
 
-def _choice_logp(model, ids, mask, pos, seqs):
-    """Summed log-probability of each row's choice tokens: list[float]."""
-    keep = max(len(c) for _, _, _, c in seqs) + 1
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=keep).logits
-    logp = torch.log_softmax(logits.float(), dim=-1)  # [B, keep, V]
-    out = []
-    for r, (_, _, _, c) in enumerate(seqs):
-        targets = torch.tensor(c)
-        rows = logp[r, keep - 1 - len(c):keep - 1]  # positions that predict the choice tokens
-        out.append(float(rows.gather(-1, targets[:, None]).sum()))
+def _score_batch(model, tokenizer, items, enc, modifiers, pad_id) -> list[list[float]]:
+    """Summed choice log-probabilities of a batch of items: the prompts run once (left-padded),
+    their KV cache is repeated per choice, then all choices run as one right-padded extension."""
+    from transformers import DynamicCache
+
+    p_ids, p_mask = _left_pad([p for p, _ in enc], pad_id)  # [n, Tp]
+    owner = [i for i, (_, cs) in enumerate(enc) for _ in cs]  # item of each choice row
+    choices = [c for _, cs in enc for c in cs]
+    Tp, Tc = p_ids.shape[1], max(len(c) for c in choices)
+    _prepare(modifiers, tokenizer, items, list(range(len(enc))), Tp, Tp)
+    cache = DynamicCache(config=model.config)
+    first = model(input_ids=p_ids, attention_mask=p_mask, position_ids=(p_mask.cumsum(-1) - 1).clamp_min(0),
+                  past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]  # [n, V]
+    cache.batch_select_indices(torch.tensor(owner))
+    c_ids = torch.full((len(choices), Tc), pad_id, dtype=torch.long)
+    c_mask = torch.zeros(len(choices), Tc, dtype=torch.long)
+    for r, c in enumerate(choices):
+        c_ids[r, :len(c)], c_mask[r, :len(c)] = torch.tensor(c), 1
+    rows = torch.tensor(owner)
+    _prepare(modifiers, tokenizer, items, owner, Tp, Tp + Tc)
+    start = p_mask.sum(-1)[rows, None]  # [R, 1] real prompt length = first choice position
+    pos = start + torch.arange(Tc)[None]
+    logits = model(input_ids=c_ids, attention_mask=torch.cat([p_mask[rows], c_mask], 1), position_ids=pos,
+                   past_key_values=cache, use_cache=True).logits  # [R, Tc, V]
+    logp = torch.log_softmax(torch.cat([first[rows, None], logits[:, :-1]], 1).float(), -1)  # predicts c_ids
+    got = logp.gather(-1, c_ids[..., None])[..., 0] * c_mask  # [R, Tc]
+    flat, out = got.sum(-1).tolist(), [[] for _ in enc]
+    for i, v in zip(owner, flat):
+        out[i].append(v)
     return out
 
 
 def score(model, tokenizer, items, modify=(), kernel: str = "eager", batch_size: int = 16, progress=None) -> Scores:
     """Log-likelihood of every choice of every item, under attach(kernel, modify).
 
-    progress: optional callable(n_done_sequences, n_total) called after each batch.
+    batch_size: items per forward (each item's choices ride along on its prompt's cache).
+    progress: optional callable(n_done_items, n_total) called after each batch.
     """
     from ..session import attach
 
-    seqs = _sequences(tokenizer, items)
+    enc = _encode(tokenizer, items)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    flat = []
+    logp = []
     with torch.inference_mode(), attach(model, kernel=kernel, modify=modify):
-        for b in range(0, len(seqs), batch_size):
-            chunk = seqs[b:b + batch_size]
-            ids, mask, pos = _batch(chunk, pad_id)
-            _prepare(modify, tokenizer, chunk, ids.shape[1])
-            flat += _choice_logp(model, ids, mask, pos, chunk)
+        for b in range(0, len(items), batch_size):
+            logp += _score_batch(model, tokenizer, items[b:b + batch_size], enc[b:b + batch_size], modify, pad_id)
             if progress is not None:
-                progress(min(b + batch_size, len(seqs)), len(seqs))
-    return _regroup(items, seqs, flat)
-
-
-def _regroup(items, seqs, flat) -> Scores:
-    logp = [[] for _ in items]
-    n = [[] for _ in items]
-    for (i, _, _, c), value in zip(seqs, flat):
-        logp[i].append(value)
-        n[i].append(len(c))
-    return Scores(logp, n)
+                progress(min(b + batch_size, len(items)), len(items))
+    return Scores(logp, [[len(c) for c in cs] for _, cs in enc])
