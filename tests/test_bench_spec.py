@@ -18,7 +18,9 @@ def test_parse_kernels_puts_dense_first_and_reads_options():
     assert [s.label for s in specs] == ["sdpa", "eager:block_size=64", "eager"]
     assert specs[1].params == {"block_size": 64} and specs[1].repeats is None and specs[1].needles
     assert specs[2].repeats == 1 and not specs[2].needles and specs[2].max_length == 512
-    assert specs[1].max_length is None
+    assert specs[1].max_length is None and specs[1].runs_at(10**6)
+    assert parse_kernels("eager@min_length=100")[1].runs_at(100) and not specs[2].runs_at(513)
+    assert not parse_kernels("eager@min_length=100")[1].runs_at(99)
     assert specs[1].parity_params() == {"block_size": 64}  # exact kernel: checked as given
 
 

@@ -117,8 +117,7 @@ def _needle_task(config: BenchConfig, spec: KernelSpec, cases: list[dict]) -> di
 
 def plan(config: BenchConfig, ids: Path, cases: list[dict], work: Path) -> list[dict]:
     """All tasks in order: per length the dense cell first, then needles per kernel."""
-    tasks = [_cell_task(config, s, n, ids, work) for n in config.lengths for s in config.kernels
-             if s.max_length is None or n <= s.max_length]
+    tasks = [_cell_task(config, s, n, ids, work) for n in config.lengths for s in config.kernels if s.runs_at(n)]
     if cases:
         tasks += [_needle_task(config, s, cases) for s in config.kernels if s.needles]
     return tasks

@@ -3,8 +3,8 @@
 A kernel spec is `name[:param=value,...][@option=value...]`, e.g.
 `streaming:sinks=4,window=1020` or `eager@repeats=1@needles=0`. The `@` options change
 how the benchmark treats that kernel: `repeats` (timed prefills), `needles` (0 skips the
-needle test, e.g. for a kernel measured only for memory) and `max_length` (skip longer
-lengths, to spend a CPU budget where it matters).
+needle test, e.g. for a kernel measured only for memory), `min_length` / `max_length`
+(skip shorter / longer lengths, to spend a CPU budget where it matters).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DENSE = "sdpa"
-BENCH_OPTIONS = ("repeats", "needles", "max_length")
+BENCH_OPTIONS = ("repeats", "needles", "min_length", "max_length")
 
 # Parameters under which each sparse kernel computes every visible pair: the parity check
 # runs the kernel with these and requires equality with dense. Exact kernels use their own.
@@ -36,6 +36,11 @@ class KernelSpec:
     repeats: int | None = None  # None: the run's --repeats
     needles: bool = True
     max_length: int | None = None  # None: every length of the run
+    min_length: int = 0
+
+    def runs_at(self, length: int) -> bool:
+        """Whether this kernel is measured at `length` tokens."""
+        return self.min_length <= length and (self.max_length is None or length <= self.max_length)
 
     def parity_params(self) -> dict | None:
         """Parameters for the parity check, or None when no full-budget setting is known."""
@@ -78,7 +83,7 @@ def parse_kernel(text: str) -> KernelSpec:
                              + ", ".join(f"@{o}=N" for o in BENCH_OPTIONS))
         bench[key] = int(value)
     return KernelSpec(core.strip(), name, params, bench.get("repeats"), bool(bench.get("needles", 1)),
-                      bench.get("max_length"))
+                      bench.get("max_length"), bench.get("min_length", 0))
 
 
 def parse_kernels(text: str) -> list[KernelSpec]:

@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option("smollm2-135m", "--model", help="embedded model name or path"),
         kernels: str = typer.Option("chunked", "--kernels",
                                     help="kernel specs, e.g. chunked,streaming:sinks=4,window=1020 "
-                                         "(sdpa, the dense baseline, is always run); @repeats=N / @needles=0 / @max_length=N per kernel"),
+                                         "(sdpa, the dense baseline, is always run); @repeats=N, @needles=0, @min_length=N, @max_length=N per kernel"),
         lengths: str = typer.Option("2048,4096", "--lengths", help="prefill lengths in tokens"),
         corpus: str = typer.Option("austen:prideprejudice", "--corpus",
                                    help="shakespeare[:play], austen[:novel], kjv[:range], or a text file"),
