@@ -11,7 +11,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Callable
 
-from . import block_topk, chunked, eager, flexprefill, sdpa, streaming
+from . import block_topk, chunked, eager, flexprefill, sdpa, streaming, window
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ KERNELS: dict[str, Kernel] = {
     "streaming": Kernel(streaming.forward, False, "StreamingLLM: attention sinks + sliding window (sinks=0: plain window)"),
     "block_topk": Kernel(block_topk.forward, False, "block-sparse: pooled-score top-k key blocks + sink + local (MoBA/Quest)"),
     "flexprefill": Kernel(flexprefill.forward, False, "FlexPrefill: per head query-aware or vertical-slash blocks reaching mass gamma"),
+    "window": Kernel(window.forward, False, "neighborhood / strided / blocked windows (Generalized Neighborhood Attention)"),
 }
 
 
