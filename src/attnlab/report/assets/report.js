@@ -161,8 +161,11 @@ function unpack(idxB64, valB64, k) {
 }
 
 // ---- token text panes ----
+// WordPiece-style tokens carry no spaces of their own: space them out so words stay readable
+var spaced = tokens.filter(function (t) { return /^\s/.test(t); }).length < 0.05 * tokens.length;
 function tokenPane(boxId, onClick) {
   var box = $(boxId), spans = [];
+  if (spaced) box.classList.add("spaced");
   tokens.forEach(function (t, i) {
     var s = el("span", "tok-span", show(t).replace(/\u21b5/g, "\u21b5\n"));
     s.dataset.pos = i; s.title = "position " + i;
