@@ -139,3 +139,14 @@ def test_each_cell_runs_in_a_fresh_process(tiny_folder, tmp_path):
     assert raw == [("sdpa", row["ppl"])]
     assert row["kernel"] == "sdpa" and row["length"] == 64 and row["ppl"] > 1
     assert seen == [(0, 1, "sdpa @ 64"), (1, 1, "done")]
+
+
+def test_peak_rss_after_reset_sees_only_later_work():
+    big = torch.ones(50_000_000)  # 200 MB
+    del big
+    assert measure.reset_peak_rss()
+    before = measure.peak_rss_mb()
+    assert before < measure.rss_mb() + 50  # the 200 MB peak is forgotten
+    x = torch.ones(25_000_000)  # 100 MB
+    assert measure.peak_rss_mb() - before > 80
+    del x

@@ -69,6 +69,10 @@ def run_cell(task: dict) -> dict:
     if parity["ok"] is False:
         return {"error": f"parity check failed: {task['label']} differs from {task['dense']} by "
                          f"{parity['max_abs_logit_diff']:.2e} on {parity['tokens']} tokens", "parity": parity}
+    import gc
+
+    gc.collect()
+    measure.reset_peak_rss()  # the peak below is the prefills', not the model loading's
     rss_loaded = measure.rss_mb()
     timer = measure.AttentionTimer()
     times, attn = [], []
