@@ -27,7 +27,7 @@ PRESETS = {
         needles=20, needle_lengths=(1024, 2048), repeats=3, ppl_last=2048, decode_steps=4),
     "gemma3": dict(
         model="gemma3-270m", lengths=(16384,), corpus="austen:prideprejudice",
-        kernels=["block_topk", "flexprefill"],
+        kernels=["block_topk"],
         needles=0, needle_lengths=(2048,), repeats=3, ppl_last=1024, decode_steps=2, kl_positions=64),
 }
 
@@ -115,6 +115,9 @@ def main() -> None:
             keys = ("prefill_all_s", "attention_s", "ppl", "kl", "decode_tok_s", "peak_rss_mb", "density")
             print(f"  {task['label']} @ {task['length']}: " + ", ".join(f"{k}={result[k]}" for k in keys),
                   file=sys.stderr, flush=True)
+        else:
+            hits = [(c["length"], c["correct"]) for c in result["needles"]]
+            print(f"  {task['label']} needles: {hits}", file=sys.stderr, flush=True)
 
     report = run_bench(config, progress, on_result)
     print(markdown(report))
