@@ -12,8 +12,9 @@ from attnlab.kernels import KERNELS, Kernel
 from attnlab.session import attach
 
 
-def test_nll_sum_matches_the_models_own_loss():
-    model = tiny.llama()
+@pytest.mark.parametrize("build", [tiny.llama, tiny.gemma3], ids=["llama", "gemma3"])
+def test_nll_sum_matches_the_models_own_loss(build):
+    model = build()
     ids = torch.randint(0, tiny.VOCAB, (1, 40), generator=torch.Generator().manual_seed(0))  # [1, 40]
     with attach(model, "sdpa"):
         hidden, cache, seconds = measure.prefill(model, ids)
