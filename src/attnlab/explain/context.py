@@ -43,6 +43,13 @@ class Context:
         end = len(self.ids(drop))
         return torch.arange(end - len(self.answer) - 1, end - 1)
 
+    def question_rows(self):
+        """Positions of the question tokens: LongTensor [len(question)]."""
+        import torch
+
+        start = len(self.prefix) + sum(len(p) for p in self.passages)
+        return torch.arange(start, start + len(self.question))
+
     def tensor(self, drop: int | None = None):
         """input_ids [1, T]."""
         import torch

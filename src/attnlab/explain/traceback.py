@@ -7,6 +7,7 @@ whose next token is an answer token). Passage score (`agg`):
           so a short decisive sentence is not diluted by a long passage;
   "sum":  total attention mass on the passage (favours long passages);
   "mean": mean token score (favours short ones).
+Option "contrast" (baseline_rows): the question rows' mean attention is subtracted first.
 A passage is flagged as a likely injection when it DOMINATES (its share of the passage
 scores >= `dominance` and it has >= 2x the runner-up) AND its text looks like an
 instruction to the model (imperative patterns such as "ignore previous instructions").
@@ -49,11 +50,20 @@ def aggregate(token_scores, spans, agg: str = "topk", k: int = 5) -> list:
     return out
 
 
-def token_scores(calls, targets, layers="mean", heads=None):
-    """Mean attention of the answer rows `targets` [t] to every token: torch [T]."""
+def token_scores(calls, targets, layers="mean", heads=None, baseline_rows=None):
+    """Mean attention of the answer rows `targets` [t] to every token: torch [T].
+
+    baseline_rows [b] (e.g. the question's positions): subtract their mean attention and
+    clip at 0, so tokens that every row reads (sinks, early tokens, separators) cancel and
+    what the answer reads specifically remains ("contrast" variant).
+    """
     from .attention import attention_from_calls
 
-    return attention_from_calls(calls, targets, layers, heads) / len(targets)
+    scores = attention_from_calls(calls, targets, layers, heads) / len(targets)
+    if baseline_rows is not None:
+        base = attention_from_calls(calls, baseline_rows, layers, heads) / len(baseline_rows)
+        scores = (scores - base).clamp(min=0.0)
+    return scores
 
 
 def looks_like_instruction(text: str) -> bool:
