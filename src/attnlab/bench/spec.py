@@ -126,6 +126,7 @@ class BenchConfig:
     parity_tokens: int = 256
     max_new_tokens: int = 6
     isolate: bool = True  # each task in a fresh process (peak RSS per cell); False: in this one
+    keep_going: bool = False  # a failing non-dense kernel is reported in "errors", the run goes on
     threads: int = 0  # torch threads per worker (0: torch's default)
     timeout_s: float = 3600.0
 

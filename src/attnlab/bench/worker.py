@@ -66,14 +66,14 @@ def run_cell(task: dict) -> dict:
     model, _ = _load(task)
     ids = torch.load(task["ids"])[:, :task["length"]]  # [1, N]
     parity = _parity(model, ids, task)
-    if parity["ok"] is False:
+    if parity["ok"] is False and task["kernel"] in EXACT_KERNELS:
         return {"error": f"parity check failed: {task['label']} differs from {task['dense']} by "
                          f"{parity['max_abs_logit_diff']:.2e} on {parity['tokens']} tokens", "parity": parity}
     import gc
 
     gc.collect()
-    measure.reset_peak_rss()  # the peak below is the prefills', not the model loading's
     rss_loaded = measure.rss_mb()
+    measure.reset_peak_rss()  # the peak below is the prefills', not the model loading's
     timer = measure.AttentionTimer()
     times, attn = [], []
     with attach(model, task["kernel"], observe=[timer], **task["params"]) as session:

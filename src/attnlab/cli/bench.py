@@ -34,6 +34,8 @@ def print_report(report: dict) -> None:
     for label, n in report["needles"].items():
         delta = "" if n["delta_pts"] is None else f" ({n['delta_pts']:+.0f} pts vs sdpa)"
         out.print(f"needles {label}: {n['accuracy']:.0f}% of {n['n']}{delta}")
+    for error in report.get("errors", []):
+        out.print(f"[red]failed:[/] {error}", highlight=False)
     for length, best in report["summary"]["best"].items():
         pick = best["best_quality_kept"]
         text = f"{pick['kernel']} x{pick['speedup']:.2f}" if pick else "none keeps quality"
@@ -67,6 +69,8 @@ def register(app: typer.Typer) -> None:
         ppl_last: int = typer.Option(0, "--ppl-last", help="score only the last N tokens (0: all)"),
         isolate: bool = typer.Option(True, "--isolate/--no-isolate",
                                      help="each (kernel, length) in a fresh process so peak RSS is its own"),
+        keep_going: bool = typer.Option(False, "--keep-going",
+                                        help="report a failing (non-dense) kernel and go on with the rest"),
         threads: int = typer.Option(0, "--threads", help="torch threads per worker process (0: torch default)"),
         out: Path = typer.Option(Path("bench-out"), "--out", help="folder for bench.csv/json, pareto.png"),
         fmt: str = typer.Option("table", "--format", help="table or json"),
@@ -81,7 +85,8 @@ def register(app: typer.Typer) -> None:
                                lengths=parse_ints(lengths, "--lengths"), corpus=corpus, needles=needles,
                                needle_lengths=parse_ints(needle_lengths, "--needle-lengths"), repeats=repeats,
                                decode_steps=decode_steps, ppl_last=ppl_last or None,
-                               threads=threads, isolate=isolate)
+                               threads=threads, isolate=isolate,
+                               keep_going=keep_going)
 
         config = guarded(build)
         if fmt not in ("table", "json"):
