@@ -217,14 +217,14 @@ def _token_mask(call: AttnCall, g: Grid, b_of, j_of, kpos: torch.Tensor, rule) -
 
 
 def _attention(q, k, v, mask, call: AttnCall) -> tuple[torch.Tensor, torch.Tensor]:
-    """q [N, Rq, D] on k, v [N, S, D] with additive mask [N, Rq, S] or None:
-    output [N, Rq, Dv] and log-sum-exp [N, Rq] fp32 (-inf where a row sees nothing)."""
+    """q [N, R, L, D] on k, v [N, 1, S, D] (shared by the R heads), additive mask [N, 1, L, S]
+    or None: output [N, R, L, Dv] and log-sum-exp [N, R, L] fp32."""
+    n, r = q.shape[:2]
     if call.softcap is None:
         out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-            q[:, None], k[:, None], v[:, None], 0.0, False,
-            attn_mask=None if mask is None else mask[:, None], scale=call.scaling)
-        return out[:, 0], lse[:, 0].float()
-    scores = torch.matmul(q, k.transpose(-1, -2)).float() * call.scaling  # [N, Rq, S]
+            q, k.expand(n, r, -1, -1), v.expand(n, r, -1, -1), 0.0, False, attn_mask=mask, scale=call.scaling)
+        return out, lse.float()
+    scores = torch.matmul(q, k.transpose(-1, -2)).float() * call.scaling  # [N, R, L, S]
     scores = torch.tanh(scores / call.softcap) * call.softcap
     if mask is not None:
         scores = scores + mask.float()
@@ -297,35 +297,37 @@ def attend(call: AttnCall, blocks: torch.Tensor, size: int, rule: Callable | Non
     rows = _rows(call, g, blocks, partial)
     r = h // rows.hs
     q = F.pad(call.query, (0, 0, 0, g.nq * size - call.q_len)).view(b, rows.hs, r, g.nq, size, -1)
-    keys = F.pad(call.key, (0, 0, 0, g.nk * size - call.k_len)).view(b, h_kv, g.nk, size, -1)
-    values = F.pad(call.value, (0, 0, 0, g.nk * size - call.k_len)).view(b, h_kv, g.nk, size, -1)
-    out = q.new_zeros(b, rows.hs, g.nq, r, size, values.shape[-1])
+    q = q.transpose(2, 3).reshape(b * rows.hs * g.nq, r, size, -1)  # [rows, R, size, D]
+    keys = F.pad(call.key, (0, 0, 0, g.nk * size - call.k_len)).reshape(b * h_kv * g.nk, size, -1)
+    values = F.pad(call.value, (0, 0, 0, g.nk * size - call.k_len)).reshape(b * h_kv * g.nk, size, -1)
+    out = q.new_empty(q.shape[:3] + (values.shape[-1],))  # [rows, R, size, Dv]
     real = (call.q_len - torch.arange(g.nq) * size).clamp(max=size)  # real query rows per block
     computed = 0
     for idx in _chunks(rows, 4 * r * size * size):
         b_of, hs_of, j_of = idx // (rows.hs * g.nq), (idx // g.nq) % rows.hs, idx % g.nq
         kf, ks = int(rows.n_full[idx].min()), int(rows.n_sel[idx].max())
         sel = rows.order[idx, :ks]  # [N, ks]
-        kv_of = (hs_of // (rows.hs // h_kv))[:, None]
-        kc = keys[b_of[:, None], kv_of, sel].flatten(1, 2)  # [N, ks*size, D]
-        vc = values[b_of[:, None], kv_of, sel].flatten(1, 2)
-        qc = q[b_of, hs_of, :, j_of].flatten(1, 2)  # [N, R*size, D]
+        flat = ((b_of * h_kv + hs_of // (rows.hs // h_kv)) * g.nk)[:, None] + sel  # [N, ks] into keys
+        kc = keys.index_select(0, flat.flatten()).view(len(idx), 1, ks * size, -1)  # [N, 1, S, D]
+        vc = values.index_select(0, flat.flatten()).view(len(idx), 1, ks * size, -1)
+        qc = q.index_select(0, idx)  # [N, R, size, D]
         o, lse = None, None
         if kf:
-            o, lse = _attention(qc, kc[:, :kf * size], vc[:, :kf * size], None, call)
+            o, lse = _attention(qc, kc[:, :, :kf * size], vc[:, :, :kf * size], None, call)
             computed += int((real[j_of] * kf * size).sum()) * r
         if ks > kf:
             taken = torch.arange(ks - kf) < (rows.n_sel[idx] - kf)[:, None]  # [N, ks-kf]
             kpos = (sel[:, kf:, None] * size + torch.arange(size)).flatten(1)  # [N, S]
             kpos = kpos.masked_fill(~taken.repeat_interleave(size, -1), call.k_len)
             vis = _token_mask(call, g, b_of, j_of, kpos, rule)  # [N, size, S]
-            computed += int(vis.sum()) * r
-            vis = vis.repeat(1, r, 1)  # [N, R*size, S]
-            add = torch.where(vis, 0.0, -torch.inf).to(qc.dtype)
-            o2, l2 = _attention(qc, kc[:, kf * size:], vc[:, kf * size:], add, call)
-            l2 = l2.masked_fill(~vis.any(-1), -torch.inf)
+            seen = vis.sum(-1)  # [N, size]
+            computed += int(seen.sum()) * r
+            add = torch.where(vis, 0.0, -torch.inf).to(qc.dtype)[:, None]  # [N, 1, size, S]
+            o2, l2 = _attention(qc, kc[:, :, kf * size:], vc[:, :, kf * size:], add, call)
+            l2 = l2.masked_fill((seen == 0)[:, None], -torch.inf)  # the kernel reports 0 for empty rows
             o, lse = (o2, l2) if o is None else (_merge(o, lse, o2, l2), None)
-        out[b_of, hs_of, j_of] = o.view(-1, r, size, o.shape[-1])
-    out = out.permute(0, 2, 4, 1, 3, 5).reshape(b, g.nq * size, h, -1)[:, :call.q_len]  # [B, Q, H, Dv]
+        out.index_copy_(0, idx, o)
+    out = out.view(b, rows.hs, g.nq, r, size, -1).permute(0, 2, 4, 1, 3, 5)
+    out = out.reshape(b, g.nq * size, h, -1)[:, :call.q_len]  # [B, Q, H, Dv]
     total = visible_pairs(call)
     return KernelOutput(output=out.contiguous(), density=computed / total if total else 1.0)
