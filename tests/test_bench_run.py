@@ -151,3 +151,26 @@ def test_peak_rss_after_reset_sees_only_later_work():
     x = torch.ones(25_000_000)  # 100 MB
     assert measure.peak_rss_mb() - before > 80
     del x
+
+
+def _raising(call, hooks):
+    raise RuntimeError("kernel exploded")
+
+
+def test_a_failing_sparse_kernel_stops_the_run_unless_keep_going(tiny_folder, tmp_path, monkeypatch):
+    from attnlab.bench.run import BenchError, run_bench
+    from attnlab.bench.spec import BenchConfig, parse_kernels
+
+    monkeypatch.setitem(KERNELS, "exploding", Kernel(_raising, False, "test: raises"))
+
+    def config(keep_going, out):
+        return BenchConfig(out=out, model=str(tiny_folder), kernels=parse_kernels("exploding"), lengths=(32,),
+                           corpus="kjv:ge1:1-2:25", needles=0, repeats=1, decode_steps=1, parity_tokens=0,
+                           isolate=False, keep_going=keep_going)
+
+    with pytest.raises(BenchError, match="exploding at 32 tokens: RuntimeError: kernel exploded"):
+        run_bench(config(False, tmp_path / "a"))
+    assert not (tmp_path / "a").exists()
+    report = run_bench(config(True, tmp_path / "b"))
+    assert [r["kernel"] for r in report["rows"]] == ["sdpa"]
+    assert len(report["errors"]) == 1 and "kernel exploded" in report["errors"][0]
