@@ -14,14 +14,15 @@ def _table(data) -> None:
 
     cols = list(data["methods"].items()) + ([("ablation", data["ablation"])] if "ablation" in data else [])
     table = Table(title=f"answer {data['answer']!r}: passage rank per method (1 = most credited)")
-    table.add_column("passage")
+    table.add_column("passage", no_wrap=True)
     for name, _ in cols:
-        table.add_column(name)
+        table.add_column(name, no_wrap=True)
     flags = data.get("injection") or [{}] * len(data["passages"])
     for p, flag in zip(data["passages"], flags):
-        label = f"{p['index']}: {p['text'][:40]!r}" + (" [red]injection?[/]" if flag.get("flagged") else "")
+        text = " ".join(p["text"].split())
+        label = f"{p['index']}: {text[:24]}" + (" [red]injection?[/]" if flag.get("flagged") else "")
         table.add_row(label, *(str(e["ranking"].index(p["index"]) + 1) for _, e in cols))
-    table.add_row("Spearman vs ablation", *(f"{e['spearman_vs_ablation']:.2f}" if e.get("spearman_vs_ablation")
+    table.add_row("rho vs ablation", *(f"{e['spearman_vs_ablation']:.2f}" if e.get("spearman_vs_ablation")
                                             is not None else "-" for _, e in cols))
     table.add_row("seconds", *(f"{e['seconds']:.1f}" for _, e in cols))
     console().print(table)
