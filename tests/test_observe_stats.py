@@ -27,8 +27,8 @@ def _windows(model):
     return [cfg.sliding_window if t == "sliding_attention" else None for t in types] or None
 
 
-def _compare(model, enc, causal, block_size, min_support=1):
-    got = run_stats(model, enc, block_size=block_size).result()
+def _compare(model, enc, causal, block_size, min_support=1, kernel="stats"):
+    got = run_stats(model, enc, block_size=block_size, kernel=kernel).result()
     real = enc["attention_mask"].bool()
     ref = stats_from_maps(_maps(model, enc), real, causal, _windows(model))
     assert sorted(got) == sorted(ref)
@@ -48,10 +48,11 @@ def _enc(ids, mask):
     return {"input_ids": ids, "attention_mask": mask}
 
 
-def test_gqa_llama_batch2_left_padding_blocks():
+@pytest.mark.parametrize("kernel", ["stats", "eager"])
+def test_gqa_llama_batch2_left_padding_blocks(kernel):
     model = tiny.llama()  # 4 query heads on 2 kv heads
     ids, mask = tiny.token_batch(batch=2, length=40, pad_left=9)
-    got, _ = _compare(model, _enc(ids, mask), causal=True, block_size=7)
+    got, _ = _compare(model, _enc(ids, mask), causal=True, block_size=7, kernel=kernel)
     assert got[0]["entropy"].shape == (4,)
 
 
@@ -75,31 +76,50 @@ def test_gemma3_window_without_padding_mask_path():
     _compare(model, _enc(ids, mask), causal=True, block_size=5)
 
 
-def test_bert_non_causal_batch2_padding():
+@pytest.mark.parametrize("kernel", ["stats", "eager"])
+def test_bert_non_causal_batch2_padding(kernel):
     model = tiny.bert()
     ids, mask = tiny.token_batch(batch=2, length=28, pad_right=7, seed=5)
-    got, _ = _compare(model, _enc(ids, mask), causal=False, block_size=9)
+    got, _ = _compare(model, _enc(ids, mask), causal=False, block_size=9, kernel=kernel)
     # non-causal: distance is |i - j|, queries look both ways
     assert float(got[0]["mean_distance"].min()) > 0
 
 
-def test_outputs_unchanged_while_observing():
+@pytest.mark.parametrize("build", [tiny.llama, tiny.gemma3])
+def test_outputs_unchanged_while_observing(build):
     import attnlab
     from attnlab.observe.stats import HeadStats
+    from helpers import layer_diffs
+
+    model = build()
+    ids, mask = tiny.token_batch(batch=2, length=24, pad_left=5)
+    run = dict(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    with torch.no_grad():
+        stock = model(**run)
+        with attnlab.attach(model, kernel="eager", block_size=4):
+            plain = model(**run).logits
+        with attnlab.attach(model, kernel="eager", observe=[HeadStats(real=mask)], block_size=4):
+            seen = model(**run).logits
+        fused_stats = HeadStats(real=mask)
+        with attnlab.attach(model, kernel="stats", observe=[fused_stats], block_size=4):
+            fused = model(**run)
+    assert torch.equal(plain, seen)  # an observer never changes the eager kernel's output
+    assert max(layer_diffs(stock, fused, keep=mask)) < 1e-5  # nor does the stats kernel, at every layer
+    assert len(fused_stats.layers) == 3
+
+
+def test_stats_kernel_defers_to_eager_for_plain_observers():
+    import attnlab
+    from helpers import CountCalls
 
     model = tiny.llama()
-    ids, mask = tiny.token_batch(batch=2, length=24, pad_left=5)
+    ids, mask = tiny.token_batch(batch=1, length=12)
     with torch.no_grad():
-        stock = model(input_ids=ids, attention_mask=mask).logits
-        with attnlab.attach(model, kernel="eager", block_size=4):
-            plain = model(input_ids=ids, attention_mask=mask).logits
-        stats = HeadStats(real=mask)
-        with attnlab.attach(model, kernel="eager", observe=[stats], block_size=4):
-            seen = model(input_ids=ids, attention_mask=mask).logits
-    assert torch.equal(plain, seen)
-    keep = mask.bool()
-    assert (stock - seen).abs()[keep].max() < 1e-5
-    assert len(stats.layers) == 3
+        with attnlab.attach(model, kernel="eager"):
+            ref = model(input_ids=ids).logits
+        with attnlab.attach(model, kernel="stats", observe=[CountCalls()]):
+            out = model(input_ids=ids).logits
+    assert torch.equal(ref, out)
 
 
 def test_probs_rows_sum_to_one_so_distance_is_exact():

@@ -24,9 +24,12 @@ def token_texts(tokenizer, ids) -> list[str]:
     return [tokenizer.decode([int(i)]) for i in ids]
 
 
-def run_stats(model, enc: dict, block_size: int = 256, local_window: int = 32, on_layer=None) -> HeadStats:
-    """One forward of `enc` through the eager kernel with a HeadStats observer; returns it.
+def run_stats(model, enc: dict, block_size: int = 256, local_window: int = 32, on_layer=None,
+              kernel: str = "stats") -> HeadStats:
+    """One forward of `enc` with a HeadStats observer; returns it.
 
+    kernel: "stats" (`observe.fused`: eager on each block's visible keys, the default) or
+    "eager" (every block against all keys; the same statistics, slower).
     Only the base model runs (no LM head: its [T, vocab] logits are not needed).
     """
     import torch
@@ -35,7 +38,7 @@ def run_stats(model, enc: dict, block_size: int = 256, local_window: int = 32, o
 
     stats = HeadStats(real=enc.get("attention_mask"), local_window=local_window, on_layer=on_layer)
     base = getattr(model, "base_model", model)
-    with attach(model, kernel="eager", observe=[stats], block_size=block_size), torch.no_grad():
+    with attach(model, kernel=kernel, observe=[stats], block_size=block_size), torch.no_grad():
         base(**enc)
     return stats
 

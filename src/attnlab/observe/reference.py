@@ -25,29 +25,32 @@ def visibility(real: torch.Tensor, causal: bool, window: int | None) -> torch.Te
 
 
 def layer_stats(attn: torch.Tensor, real: torch.Tensor, causal: bool, window: int | None = None,
-                local_window: int = 32) -> dict:
-    """Statistics of one layer's map attn [B, H, T, T] (real [B, T] bool); [H] per statistic."""
-    a = attn.double()
+                local_window: int = 32, dtype=torch.float64) -> dict:
+    """Statistics of one layer's map attn [B, H, T, T] (real [B, T] bool); [H] per statistic.
+
+    dtype: float64 (tests) or float32 (the benchmark: no 2x copy of a 4096-token map).
+    """
+    a = attn.to(dtype)
     b, h, t, _ = a.shape
     real = real.bool()
     vis = visibility(real, causal, window)  # [B, T, T]
-    start = real.double().argmax(1)  # [B]
-    pos = torch.arange(t, dtype=torch.float64)
-    wq = real.double()[:, None, :]  # [B, 1, T] query weights
-    after = wq * (pos[None, None, :] > start[:, None, None]).double()
-    ent = -torch.where(a > 0, a * a.log(), torch.zeros_like(a)).sum(-1)  # [B, H, T]
-    n_vis = vis.sum(-1).double()[:, None, :]  # [B, 1, T]
-    use = wq * (n_vis >= 2).double()
+    start = real.to(dtype).argmax(1)  # [B]
+    pos = torch.arange(t, dtype=dtype)
+    wq = real.to(dtype)[:, None, :]  # [B, 1, T] query weights
+    after = wq * (pos[None, None, :] > start[:, None, None]).to(dtype)
+    ent = -torch.xlogy(a, a).sum(-1)  # [B, H, T]
+    n_vis = vis.sum(-1).to(dtype)[:, None, :]  # [B, 1, T]
+    use = wq * (n_vis >= 2).to(dtype)
     diff = pos[:, None] - pos[None, :]  # [T, T] i - j
     dist = (a * (diff if causal else diff.abs())).sum(-1)
-    local = (a * (diff.abs() < local_window).double()).sum(-1)
+    local = (a * (diff.abs() < local_window).to(dtype)).sum(-1)
     idx = torch.arange(t)
     first = a[torch.arange(b)[:, None], :, idx[None, :].expand(b, t), start.long()[:, None].expand(b, t)]  # [B, T, H]
     prev = a[:, :, idx, (idx - 1).clamp(min=0)]
     own = a[:, :, idx, idx]
     off = ~torch.eye(t, dtype=torch.bool)  # i != j
     received = (a * (wq[..., None] * off)).sum(2)  # [B, H, T]
-    support = ((vis & off) * real[:, :, None]).sum(1).double()[:, None, :]  # [B, 1, T]
+    support = ((vis & off) * real[:, :, None]).sum(1).to(dtype)[:, None, :]  # [B, 1, T]
 
     def mean(x, w):
         return (x * w).sum((0, 2)) / w.expand_as(x).sum((0, 2)).clamp(min=1)

@@ -67,25 +67,41 @@ class HeadStats:
     heads: dict = field(default_factory=dict)  # layer -> number of query heads
 
     def on_probs(self, call, q_start: int, probs: torch.Tensor) -> None:
-        """Fold one query block (probs [B, H, q, K] fp32) into the layer's sums."""
+        """Fold one query block (probs [B, H, q, K] fp32, all keys) into the layer's sums."""
         if call.phase != "prefill":
             return
-        b, h, q, k = probs.shape
+        lo, hi = key_range(call, q_start, q_start + probs.shape[2])
+        self.on_block(call, q_start, probs[..., lo:hi], lo)
+
+    def on_block(self, call, q_start: int, probs: torch.Tensor, k_start: int, scores=None) -> None:
+        """Fold one query block given on its visible key range only.
+
+        probs [B, H, q, K'] fp32 for keys [k_start, k_start + K'), which must hold every
+        key a query of the block may see (`key_range`); scores: the matching masked logits
+        [B, H, q, K'] or None. With scores, H_i = lse_i - sum_j p_i(j) s_ij (no logarithm
+        per element); lse_i = max_j s_ij - ln max_j p_i(j).
+        """
+        if call.phase != "prefill":
+            return
+        b, h, q, kk = probs.shape
+        self._layer(call, b, h)
+        sums = self.layers[call.layer]
+        real, start = self._rows(b, call.k_len, probs.device)  # [B, K] float, [B] long
+        rq = real[:, q_start:q_start + q]  # [B, q] 1.0 for real queries
+        lo, hi = k_start, k_start + kk
+        vis = call.visible(q_start, q_start + q)[..., lo:hi]  # [B|1, 1|H, q, K'] bool
+        self._entropy(sums, probs, scores, vis, rq, call, q_start)
+        self._diagonals(sums, probs, rq, start, q_start, lo)
+        self._distance(sums, probs, rq, call, q_start, lo)
+        self._received(sums, probs, vis, rq, q_start, lo)
+        sums.n_query += float(rq.sum())
+
+    def _layer(self, call, b: int, h: int) -> None:
         if call.layer not in self.layers:
-            self.layers[call.layer] = _zeros(b, h, k)
+            self.layers[call.layer] = _zeros(b, h, call.k_len)
             self.heads[call.layer] = h
             if self.on_layer is not None:
                 self.on_layer(call.layer)
-        sums = self.layers[call.layer]
-        real, start = self._rows(b, k, probs.device)  # [B, K] float, [B] long
-        rq = real[:, q_start:q_start + q]  # [B, q] 1.0 for real queries
-        vis = call.visible(q_start, q_start + q)  # [B|1, 1|H, q, K] bool
-        lo, hi = _key_range(call, q_start, q_start + q, vis)
-        self._entropy(sums, probs[..., lo:hi], vis, rq, call, q_start)
-        self._diagonals(sums, probs, rq, start, q_start)
-        self._distance(sums, probs, rq, call, q_start, lo, hi)
-        self._received(sums, probs, vis, rq, q_start, lo, hi)
-        sums.n_query += float(rq.sum())
 
     def _rows(self, b: int, k: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         if self.real is None:
@@ -95,58 +111,66 @@ class HeadStats:
             raise ValueError(f"HeadStats: real has {real.shape[0]} rows, the input has {b}")
         return real.float(), real.float().argmax(dim=1)
 
-    def _entropy(self, sums, pk, vis, rq, call, q0) -> None:
+    def _entropy(self, sums, pk, scores, vis, rq, call, q0) -> None:
         """entropy and entropy_norm from the visible key range pk [B, H, q, K']."""
-        ent = torch.special.entr(pk).sum(-1)  # [B, H, q] nats
-        sums.entropy += (ent * rq[:, None]).sum((0, 2)).double()
+        if scores is None:
+            ent = torch.special.entr(pk).sum(-1)  # [B, H, q] nats
+        else:
+            top, idx = scores.max(-1, keepdim=True)  # [B, H, q, 1]
+            lse = top - pk.gather(-1, idx).log()
+            ent = (lse.squeeze(-1) - torch.linalg.vecdot(pk, scores))
+        keep = rq[:, None] > 0  # [B, 1, q]
+        ent = torch.where(keep, ent, 0.0)  # padding rows may be inf / NaN
+        sums.entropy += ent.sum((0, 2)).double()
         n_vis = _n_visible(call, q0, q0 + pk.shape[2], vis)  # [B|1, 1|H, q]
         use = (n_vis >= 2).float() * rq[:, None]  # [B, 1|H, q]
         norm = ent / n_vis.clamp(min=2).float().log()
         sums.entropy_norm += (norm * use).sum((0, 2)).double()
         sums.n_norm += use.expand(-1, ent.shape[1], -1).sum((0, 2)).double()
 
-    def _diagonals(self, sums, probs, rq, start, q0) -> None:
+    def _diagonals(self, sums, pk, rq, start, q0, lo) -> None:
         """sink_mass p_i(first), prev_token p_i(i-1), self_mass p_i(i), by one gather."""
-        b, h, q, k = probs.shape
-        i = torch.arange(q0, q0 + q, device=probs.device)[None, :].expand(b, q)  # [B, q] key index of query i
+        b, h, q, kk = pk.shape
+        i = torch.arange(q0, q0 + q, device=pk.device)[None, :].expand(b, q)  # [B, q] key index of query i
         first = start[:, None].expand(b, q)
-        idx = torch.stack([first, (i - 1).clamp(min=0), i], dim=-1)  # [B, q, 3]
-        got = probs.gather(-1, idx[:, None].expand(b, h, q, 3))  # [B, H, q, 3]
+        idx = torch.stack([first, i - 1, i], dim=-1) - lo  # [B, q, 3] relative to the key range
+        inside = (idx >= 0) & (idx < kk)  # outside the range: invisible, probability 0
+        got = pk.gather(-1, idx.clamp(0, kk - 1)[:, None].expand(b, h, q, 3)) * inside[:, None]  # [B, H, q, 3]
         after = rq * (i > first).float()  # [B, q] real queries at position >= 1
         sums.sink_mass += (got[..., 0] * after[:, None]).sum((0, 2)).double()
         sums.prev_token += (got[..., 1] * after[:, None]).sum((0, 2)).double()
         sums.self_mass += (got[..., 2] * rq[:, None]).sum((0, 2)).double()
         sums.n_after += float(after.sum())
 
-    def _distance(self, sums, probs, rq, call, q0, lo, hi) -> None:
+    def _distance(self, sums, pk, rq, call, q0, lo) -> None:
         """mean_distance (matrix-vector product for causal calls) and local_mass (a band)."""
-        b, h, q, _ = probs.shape
-        dev = probs.device
+        b, h, q, kk = pk.shape
+        dev = pk.device
         i = torch.arange(q0, q0 + q, device=dev, dtype=torch.float32) + call.q_offset  # [q]
-        j = torch.arange(lo, hi, device=dev, dtype=torch.float32)  # [K']
-        pk = probs[..., lo:hi]
+        j = torch.arange(lo, lo + kk, device=dev, dtype=torch.float32)  # [K']
         if call.causal:
             dist = i - torch.matmul(pk, j)  # [B, H, q]
         else:
             dist = (pk * (i[:, None] - j[None, :]).abs()).sum(-1)
         sums.mean_distance += (dist * rq[:, None]).sum((0, 2)).double()
         w = self.local_window
-        blo, bhi = max(lo, int(i[0]) - w + 1), min(hi, int(i[-1]) + w)
+        blo, bhi = max(lo, int(i[0]) - w + 1), min(lo + kk, int(i[-1]) + w)
         jb = torch.arange(blo, bhi, device=dev, dtype=torch.float32)
         band = ((i[:, None] - jb[None, :]).abs() < w).float()  # [q, K'']
-        local = (probs[..., blo:bhi] * band).sum(-1)  # [B, H, q]
+        local = (pk[..., blo - lo:bhi - lo] * band).sum(-1)  # [B, H, q]
         sums.local_mass += (local * rq[:, None]).sum((0, 2)).double()
 
-    def _received(self, sums, probs, vis, rq, q0, lo, hi) -> None:
+    def _received(self, sums, pk, vis, rq, q0, lo) -> None:
         """Per key: sum of p_i(j) and count over real queries i != j that see j."""
-        b, h, q, _ = probs.shape
-        sums.received[:, :, lo:hi] += torch.einsum("bhqk,bq->bhk", probs[..., lo:hi], rq)
-        rows = torch.arange(q, device=probs.device)
-        diag = probs[:, :, rows, rows + q0] * rq[:, None]  # [B, H, q] the i == j terms
+        b, h, q, kk = pk.shape
+        w = rq[:, None, None, :]  # [B, 1, 1, q]
+        sums.received[:, :, lo:lo + kk] += torch.matmul(w, pk).squeeze(2)  # [B, H, K']
+        rows = torch.arange(q, device=pk.device)
+        diag = pk[:, :, rows, rows + q0 - lo] * rq[:, None]  # [B, H, q] the i == j terms
         sums.received[:, :, q0:q0 + q] -= diag
-        seen = vis[..., lo:hi].any(dim=1, keepdim=True)  # [B|1, 1, q, K']
-        sums.support[:, :, lo:hi] += (seen * rq[:, None, :, None]).sum(2)
-        self_seen = vis[:, :, rows, rows + q0].any(dim=1, keepdim=True)  # [B|1, 1, q]
+        seen = vis.any(dim=1).float()  # [B|1, q, K']
+        sums.support[:, :, lo:lo + kk] += torch.matmul(rq[:, None, :], seen)  # [B, 1, K']
+        self_seen = vis[:, :, rows, rows + q0 - lo].any(dim=1, keepdim=True)  # [B|1, 1, q]
         sums.support[:, :, q0:q0 + q] -= self_seen * rq[:, None]
 
     def result(self) -> dict:
@@ -168,18 +192,24 @@ class HeadStats:
         return out
 
 
-def _key_range(call, q0: int, q1: int, vis: torch.Tensor) -> tuple[int, int]:
-    """The smallest key range [lo, hi) holding every key a query of [q0, q1) may see."""
+def key_range(call, q0: int, q1: int) -> tuple[int, int]:
+    """The smallest key range [lo, hi) holding every key a query of [q0, q1) may see.
+
+    Also the range where a query's probabilities can be non-zero (its masked keys get
+    exactly 0), except for fully masked padding rows, which statistics skip anyway.
+    """
     if call.mask is None:
         if not call.causal:
             return 0, call.k_len
         hi = call.q_offset + q1
         lo = 0 if call.sliding_window is None else max(0, call.q_offset + q0 - call.sliding_window + 1)
         return lo, hi
+    vis = call.visible(q0, q1)  # [B|1, 1|H, q, K]
     cols = vis.reshape(-1, vis.shape[-1]).any(dim=0).nonzero()
     if cols.numel() == 0:
         return 0, call.k_len
-    return int(cols[0]), int(cols[-1]) + 1
+    own = call.q_offset  # the range also holds each query's own key (the i == j terms)
+    return min(int(cols[0]), q0 + own), max(int(cols[-1]) + 1, q1 + own)
 
 
 def _n_visible(call, q0: int, q1: int, vis: torch.Tensor) -> torch.Tensor:
