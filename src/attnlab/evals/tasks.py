@@ -16,11 +16,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-TASKS = {
-    "intent_recognition": "which of 7 intents a short utterance has",
-    "emoji_movie": "which of 5 movies an emoji string describes",
-    "social_iqa": "commonsense about people's motives and reactions, 3 choices",
-    "hindu_knowledge": "facts about Hindu mythology, 4 choices",
+TASKS = {  # measured zero-shot on SmolLM2-135M, first 50 items (benchmarks/steer_task_screen.py)
+    "emoji_movie": "which of 5 movies an emoji string describes (0.66 vs chance 0.20)",
+    "general_knowledge": "everyday facts, ~7.6 choices (0.48 vs chance 0.13)",
+    "hindu_knowledge": "facts about Hindu mythology, 4 choices (0.38 vs chance 0.24)",
 }
 SPLITS = ("all", "dev", "test")
 

@@ -1,8 +1,8 @@
 """What every probability-level modifier shares: pick the selected heads of one call,
 see which keys each query may see, and renormalise over those keys only.
 
-A modifier's rule is a pure function `rule(probs, visible, ctx) -> probs` on the selected
-heads only (probs [B, h, q, K] fp32, visible bool [B, h, q, K]); `on_heads` does the
+A modifier's rule is a pure function `rule(probs, visible, block) -> probs` on the selected
+heads only (probs [B, h, q, K] fp32, visible bool [B|1, 1, q, K]); `on_heads` does the
 selection, the masking and the write-back. Rows that see no key at all (queries at
 padding positions) are left exactly as the kernel made them.
 """
@@ -25,22 +25,30 @@ class Block:
 
 
 def on_heads(call: AttnCall, q_start: int, probs: torch.Tensor, heads, rule) -> torch.Tensor:
-    """Apply `rule` to the selected heads of probs [B, H, q, K]; other heads are untouched."""
+    """Apply `rule` to the selected heads of probs [B, H, q, K]; other heads are untouched.
+
+    The rule gets visible as bool [B|1, 1, q, K] (it broadcasts over heads). When every
+    head is selected no copy of the selection is made.
+    """
     idx = heads.index(call.layer, call.num_heads)
     if idx is None:
         return probs
-    idx = idx.to(probs.device)
     q = probs.shape[2]
-    visible = call.visible(q_start, q_start + q).expand(probs.shape[0], call.num_heads, q, probs.shape[3])
-    visible = visible.index_select(1, idx)  # [B, h, q, K]
+    visible = call.visible(q_start, q_start + q)  # [B|1, 1|H, q, K]
+    if visible.shape[1] != 1:
+        visible = visible.index_select(1, idx.to(visible.device))
     block = Block(torch.arange(q_start, q_start + q, device=probs.device) + call.q_offset, sequence_start(call))
-    old = probs.index_select(1, idx)  # [B, h, q, K]
+    every = len(idx) == call.num_heads
+    old = probs if every else probs.index_select(1, idx.to(probs.device))  # [B, h, q, K]
     new = rule(old, visible, block)
-    seen_any = visible.any(-1, keepdim=True)  # [B, h, q, 1]
-    new = torch.where(seen_any, new, old)
+    seen_any = visible.any(-1, keepdim=True)  # [B|1, 1, q, 1]
+    if not bool(seen_any.all()):
+        new = torch.where(seen_any, new, old)
+    if every:
+        return new
     if probs.requires_grad:
-        return probs.index_copy(1, idx, new)
-    probs[:, idx] = new  # in place: the kernel made this tensor for this call only
+        return probs.index_copy(1, idx.to(probs.device), new)
+    probs[:, idx.to(probs.device)] = new  # in place: the kernel made this tensor for this call only
     return probs
 
 
@@ -58,18 +66,19 @@ def sequence_start(call: AttnCall) -> torch.Tensor:
 
 
 def renormalise(probs: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
-    """probs [.., K] zeroed on hidden keys and rescaled to sum to 1 over the visible ones."""
+    """probs [.., K] zeroed on hidden keys and rescaled to sum to 1 over the visible ones
+    (visible broadcasts against probs)."""
     probs = probs * visible
     return probs / probs.sum(-1, keepdim=True).clamp_min(torch.finfo(probs.dtype).tiny)
 
 
 def key_mask(block: Block, shape, positions_fn) -> torch.Tensor:
-    """bool [B, h, q, K] from positions_fn(k_pos [K], q_pos [q, 1], start [B, 1, 1, 1])."""
-    B, h, q, K = shape
+    """bool [B|1, 1, q, K] (broadcasts over heads) from positions_fn(k_pos [K], q_pos [q, 1],
+    start [B, 1, 1, 1])."""
     device = block.q_pos.device
-    k_pos = torch.arange(K, device=device)  # [K]
+    k_pos = torch.arange(shape[-1], device=device)  # [K]
     hit = positions_fn(k_pos, block.q_pos[:, None], block.start.view(-1, 1, 1, 1))
-    return hit.expand(B, h, q, K)
+    return hit if hit.dim() == 4 else hit[None, None]
 
 
 def check_positive(name: str, **values) -> None:
