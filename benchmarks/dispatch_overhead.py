@@ -70,7 +70,7 @@ def forward_overhead(tokens: int, repeats: int) -> dict:
     }
 
 
-def per_call_overhead(calls: int = 2000) -> dict:
+def per_call_overhead(calls: int = 500) -> dict:
     """Python cost of one dispatcher call vs transformers' sdpa function on the same tiny tensors."""
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -81,14 +81,17 @@ def per_call_overhead(calls: int = 2000) -> dict:
     model = _tiny_llama()
     module = model.model.layers[0].self_attn
     q, k, v = torch.randn(1, 4, 8, 16), torch.randn(1, 2, 8, 16), torch.randn(1, 2, 8, 16)
+    fns = (("sdpa", sdpa_attention_forward), ("attnlab", dispatch.attention_forward))
+    times = {"sdpa": [], "attnlab": []}
     with attnlab.attach(model, kernel="sdpa"), torch.no_grad():
-        times = {}
-        for name, fn in (("sdpa", sdpa_attention_forward), ("attnlab", dispatch.attention_forward)):
-            fn(module, q, k, v, None, scaling=0.25)
-            t = time.perf_counter()
-            for _ in range(calls):
+        for _ in range(7):  # alternate rounds; the fastest round is the least disturbed one
+            for name, fn in fns:
                 fn(module, q, k, v, None, scaling=0.25)
-            times[name] = (time.perf_counter() - t) / calls * 1e6
+                t = time.perf_counter()
+                for _ in range(calls):
+                    fn(module, q, k, v, None, scaling=0.25)
+                times[name].append((time.perf_counter() - t) / calls * 1e6)
+    times = {name: min(v) for name, v in times.items()}
     return {"sdpa_us_per_call": times["sdpa"], "attnlab_us_per_call": times["attnlab"],
             "added_us_per_call": times["attnlab"] - times["sdpa"]}
 
