@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 OUT = Path(__file__).parent / "results"
-FIXED = ("sink_scale:factor=0.5,layers=0-9", "sink_scale:factor=2.0,layers=0-9", "calibrate:factor=0.4,threshold=5,layers=all")
+FIXED = ("sink_scale:factor=0.5,layers=0-9", "calibrate:factor=0.4,threshold=5,layers=all")
 SEARCH_METHODS = {"sink_scale": ("factor=0.5", "factor=2.0"), "calibrate": ("factor=0.4,threshold=5",)}
 
 
@@ -78,11 +78,11 @@ def main() -> None:
     import attnlab
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--tasks", default="emoji_movie,social_iqa,hindu_knowledge")
-    ap.add_argument("--dev", type=int, default=50, help="dev items for the search")
-    ap.add_argument("--test", type=int, default=100, help="held-out test items")
+    ap.add_argument("--tasks", default="emoji_movie,general_knowledge,hindu_knowledge")
+    ap.add_argument("--dev", type=int, default=24, help="dev items for the search")
+    ap.add_argument("--test", type=int, default=50, help="held-out test items")
     ap.add_argument("--steps", type=int, default=2)
-    ap.add_argument("--group", type=int, default=10)
+    ap.add_argument("--group", type=int, default=15)
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
     if args.threads:
