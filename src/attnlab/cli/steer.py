@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("eval")
     def eval_cmd(
-        task: str = typer.Option(..., "--task", help="BIG-bench task name (e.g. intent_recognition) or a task.json path"),
+        task: str = typer.Option(..., "--task", help="BIG-bench task name (e.g. emoji_movie) or a task.json path"),
         modify: List[str] = typer.Option([], "--modify", help='modifier spec, repeatable: "sink_scale:factor=0.5,layers=0-5"'),
         limit: Optional[int] = typer.Option(None, "--limit", help="first N items (of the split)"),
         split: str = typer.Option("all", "--split", help="all, dev or test (fixed halves)"),
