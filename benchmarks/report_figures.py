@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 
-def inspect_once(text_file: Path, out: Path, n: int) -> float:
+def inspect_once(text_file: Path, out: Path, n: int, probes: bool) -> float:
     """Wall seconds of one `attnlab inspect` run (a fresh process, model load included)."""
     cmd = [shutil.which("attnlab") or "attnlab", "inspect", "--text", str(text_file), "--max-tokens", str(n),
-           "--out", str(out), "--png", "--format", "json"]
+           "--out", str(out), "--png", "--format", "json"] + ([] if probes else ["--no-probes"])
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp/attnlab-report-figures")
     parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 8192])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-probes", action="store_true", help="pass --no-probes to inspect (faster)")
     args = parser.parse_args()
 
     import attnlab
@@ -49,7 +50,7 @@ def main() -> None:
         text = passage(tok, n - 8)  # a few tokens of slack: decoding and re-encoding may merge differently
         text_file = out / "input.txt"
         text_file.write_text(text, encoding="utf-8")
-        total = inspect_once(text_file, out, n)
+        total = inspect_once(text_file, out, n, not args.no_probes)
         times, info = [], None
         for _ in range(args.repeats):
             info = write_report(out, model, tok, text, max_tokens=n)
@@ -60,7 +61,8 @@ def main() -> None:
                      "report_bytes": info["bytes"], "report_kib": round(info["bytes"] / 1024, 1),
                      "pngs": len(list(out.glob("*.png"))), "token_view_heads": info["heads"]})
         print(json.dumps(rows[-1]), flush=True)
-    print("\n| tokens | report size | report generation (median of %d) | whole `attnlab inspect` |" % args.repeats)
+    probes = "without probes" if args.no_probes else "with probes"
+    print(f"\n| tokens | report size | report generation (median of {args.repeats}) | whole `attnlab inspect` ({probes}) |")
     print("|---|---|---|---|")
     for r in rows:
         print(f"| {r['tokens']} | {r['report_kib']} KiB | {r['report_s_median']} s | {r['inspect_total_s']} s |")
