@@ -2,6 +2,8 @@
 call, per layer, logits, generate), handle GQA / padding / Gemma3 windows / softcap /
 decode, report density, fall back to dense only below `min_len`, reject unknown parameters."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -116,3 +118,30 @@ def test_unknown_parameters_are_errors(kernel):
 def test_additive_bias_is_refused(kernel):
     with pytest.raises(ValueError, match="bias"):
         KERNELS[kernel].forward(_call(bias=True), Hooks())
+
+
+@pytest.mark.parametrize("kernel", SPARSE + ["chunked"])
+def test_bf16_full_budget_close_to_fp32_eager(kernel):
+    call = _call(q=40, k=40, pad=5)
+    low = dataclasses.replace(call, query=call.query.bfloat16(), key=call.key.bfloat16(), value=call.value.bfloat16())
+    params = dict(block_size=8, **FULL.get(kernel, {}))
+    out = KERNELS[kernel].forward(low, Hooks(), **params)
+    assert out.output.dtype == torch.bfloat16
+    assert _masked_diff(out.output.float(), eager.forward(call, Hooks()).output, 5) < 3e-2
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("kernel", [k for k in ("streaming", "block_topk") if k in KERNELS])
+def test_real_smollm2_full_budget_and_sparse(smollm2, hamlet, kernel):
+    model, tok = smollm2
+    tok.padding_side = "left"
+    enc = attnlab.encode(model, tok, [hamlet[:1000], hamlet[3000:3400]])  # left-padded batch of 2
+    with torch.no_grad():
+        ref = model(**enc, output_hidden_states=True)
+        with attnlab.attach(model, kernel=kernel, block_size=32, **FULL[kernel]):
+            full = model(**enc, output_hidden_states=True)
+        with attnlab.attach(model, kernel=kernel, **{**SMALL[kernel], "block_size": 16}) as session:
+            small = model(**enc)
+    assert max(layer_diffs(ref, full, keep=enc["attention_mask"])) < 1e-3
+    assert torch.isfinite(small.logits).all()
+    assert max(d for _, _, d in session.densities) < 1.0

@@ -265,15 +265,16 @@ def _rows(call: AttnCall, g: Grid, blocks: torch.Tensor, partial: torch.Tensor |
 
 
 def _chunks(rows: _Rows, bytes_per_block: int) -> list[torch.Tensor]:
-    """Row indices in chunks of equal `n_full` (no row pays for another's masked blocks),
-    each under CHUNK_BYTES."""
+    """Row indices in chunks of similar `n_full` (a chunk runs min(n_full) blocks unmasked,
+    so a row masks at most ~25% extra blocks), each under CHUNK_BYTES."""
     perm = torch.argsort(rows.n_full * (rows.order.shape[1] + 1) + rows.n_sel)
     n_full = rows.n_full[perm].tolist()
     n_sel = rows.n_sel[perm].tolist()
     chunks, start, widest = [], 0, 1
     for i in range(len(perm)):
         widest = max(widest, n_sel[i])
-        if i > start and (n_full[i] != n_full[start] or (i - start + 1) * widest * bytes_per_block > CHUNK_BYTES):
+        spread = n_full[i] - n_full[start] > n_full[start] // 4
+        if i > start and (spread or (i - start + 1) * widest * bytes_per_block > CHUNK_BYTES):
             chunks.append(perm[start:i])
             start, widest = i, max(1, n_sel[i])
     chunks.append(perm[start:])
