@@ -22,7 +22,8 @@ PRESETS = {
     "smollm2": dict(
         model="smollm2-135m", lengths=(2048, 4096, 8192), corpus="austen:prideprejudice",
         kernels=["chunked@repeats=1@needles=0@min_length=4096", "eager@repeats=1@needles=0@min_length=4096",
-                 "streaming:sinks=0,window=1024@min_length=4096@max_length=4096@needles=0", "streaming:sinks=4,window=1020",
+                 "streaming:sinks=0,window=1024@min_length=4096@max_length=4096@needles=0",
+                 "streaming:sinks=4,window=1020@needles=0",
                  "block_topk", "flexprefill"],
         needles=20, needle_lengths=(1024, 2048), repeats=3, ppl_last=2048, decode_steps=4),
     "gemma3": dict(
