@@ -177,9 +177,12 @@ def visible_pairs(call: AttnCall) -> float:
 def layer_full(call: AttnCall, g: Grid) -> torch.Tensor:
     """Blocks whose every key every real query of the block sees: bool [Bm, nq, nk] (Bm = 1 or B)."""
     if call.mask is not None:
-        m = F.pad(call.mask[:, 0], (0, 0, 0, g.nq * g.size - call.q_len), value=True)  # padded queries: no veto
-        m = F.pad(m, (0, g.nk * g.size - call.k_len), value=False)  # [Bm, nq*size, nk*size]
-        return m.view(m.shape[0], g.nq, g.size, g.nk, g.size).all(4).all(2)
+        m = call.mask[:, 0]  # [Bm, Q, K]
+        if g.nq * g.size != call.q_len:
+            m = F.pad(m, (0, 0, 0, g.nq * g.size - call.q_len), value=True)  # padded queries: no veto
+        if g.nk * g.size != call.k_len:
+            m = F.pad(m, (0, g.nk * g.size - call.k_len), value=False)  # [Bm, nq*size, nk*size]
+        return m.reshape(m.shape[0], g.nq, g.size, g.nk, g.size).all(4).all(2)
     q_first = g.q_positions()[:, :1]  # [nq, 1]
     q_last = (q_first + g.size - 1).clamp(max=call.k_len - 1)
     k_first = torch.arange(g.nk)[None, :] * g.size  # [1, nk]
@@ -208,9 +211,10 @@ def _token_mask(call: AttnCall, g: Grid, b_of, j_of, kpos: torch.Tensor, rule) -
         if call.sliding_window is not None:
             vis = vis & (delta < call.sliding_window)
     else:
-        rows = F.pad(call.mask[:, 0], (0, 0, 0, g.nq * g.size - call.q_len))  # [Bm, nq*size, K]
+        rows = call.mask[:, 0]  # [Bm, Q, K]
         bm = b_of if rows.shape[0] > 1 else torch.zeros_like(b_of)
-        vis = vis & rows[bm[:, None, None], (qp - g.q_offset).long(), kp.clamp(max=call.k_len - 1).long()]
+        q_row = (qp - g.q_offset).clamp(max=call.q_len - 1).long()  # padded query rows are already False
+        vis = vis & rows[bm[:, None, None], q_row, kp.clamp(max=call.k_len - 1).long()]
     if rule is not None:
         vis = vis & rule(delta, kp, b_of[:, None, None])
     return vis
