@@ -76,6 +76,7 @@ def main() -> None:
         out = subprocess.run([sys.executable, __file__, "--child", mode, "--tokens", str(args.tokens)],
                              capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(json.dumps(rows[-1]), flush=True)
     base = rows[0]["peak_rss_mb"]
     extra0 = rows[0]["peak_rss_mb"] - rows[0]["rss_after_load_mb"]
     print(f"{'mode':8} {'tokens':>6} {'peak RSS MB':>12} {'after load':>11} {'extra MB':>9} {'peak x sdpa':>11} "
@@ -85,7 +86,6 @@ def main() -> None:
         print(f"{r['mode']:8} {r['tokens']:6d} {r['peak_rss_mb']:12.0f} {r['rss_after_load_mb']:11.0f} {extra:9.0f} "
               f"{r['peak_rss_mb'] / base:11.2f} {extra / extra0:12.2f} {r['seconds']:8.1f}")
     print(f"holding all layers' maps at once would take {rows[0]['all_maps_gb']:.1f} GB (fp32)")
-    print(json.dumps(rows))
 
 
 if __name__ == "__main__":
