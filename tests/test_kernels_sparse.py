@@ -131,11 +131,10 @@ def test_bf16_full_budget_close_to_fp32_eager(kernel):
 
 
 @pytest.mark.real
-@pytest.mark.parametrize("kernel", [k for k in ("streaming", "block_topk") if k in KERNELS])
-def test_real_smollm2_full_budget_and_sparse(smollm2, hamlet, kernel):
+def test_real_smollm2_full_budget_and_sparse(smollm2, hamlet, kernel="block_topk"):
     model, tok = smollm2
     tok.padding_side = "left"
-    enc = attnlab.encode(model, tok, [hamlet[:1000], hamlet[3000:3400]])  # left-padded batch of 2
+    enc = attnlab.encode(model, tok, [hamlet[:700], hamlet[3000:3300]])  # left-padded batch of 2
     with torch.no_grad():
         ref = model(**enc, output_hidden_states=True)
         with attnlab.attach(model, kernel=kernel, block_size=32, **FULL[kernel]):
