@@ -20,10 +20,11 @@ from ..hooks import Hooks
 
 
 def _key_range(call: AttnCall, q0: int, q1: int, key_block: int) -> range:
-    """Start offsets of the key blocks queries [q0, q1) may see (position rules only)."""
+    """Start offsets of the key blocks queries [q0, q1) may see by position (causal rule and
+    sliding window, which transformers' masks of causal layers always include)."""
     hi = call.k_len
     lo = 0
-    if call.mask is None and call.causal:
+    if call.causal:
         hi = min(hi, q1 + call.q_offset)
         if call.sliding_window is not None:
             lo = max(0, q0 + call.q_offset - call.sliding_window + 1)
