@@ -114,7 +114,7 @@ def plot(result, path) -> None:
     ax.set_ylabel(f"needle accuracy ({result['cases']} cases, ~{result['length']} tok)")
     ax.set_ylim(-0.05, 1.05)
     ax.set_xticks(ks)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="center right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
