@@ -47,13 +47,13 @@ def main() -> None:
     for n in args.lengths:
         out = Path(args.out) / str(n)
         out.mkdir(parents=True, exist_ok=True)
-        text = passage(tok, n - 8)  # a few tokens of slack: decoding and re-encoding may merge differently
+        text = passage(tok, n + 16)  # a little more than n: --max-tokens cuts it to exactly n tokens
         text_file = out / "input.txt"
         text_file.write_text(text, encoding="utf-8")
         total = inspect_once(text_file, out, n, not args.no_probes)
         times, info = [], None
         for _ in range(args.repeats):
-            info = write_report(out, model, tok, text, max_tokens=n)
+            info = write_report(out, model, tok, text, max_tokens=n, truncate=True)
             times.append(info["seconds"])
         heads = json.loads((out / "heads.json").read_text())
         rows.append({"tokens": heads["n_tokens"], "inspect_total_s": round(total, 1),
