@@ -57,11 +57,11 @@ def plot(results, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(4 * len(results), 3.4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.4), squeeze=False)
     for ax, res in zip(axes[0], results):
         rows = [(s.replace(",threshold=5", "").replace("layers=", "L"), r) for s, r in res["fixed"].items()]
-        chosen = "; ".join(res["search"]["chosen"]) or "none"
-        rows.append((f"searched ({chosen.replace('layers=', 'L')})", res["search"]["test"]))
+        chosen = "\n+ ".join(res["search"]["chosen"]) or "nothing beat dev baseline"
+        rows.append((f"searched: {chosen}".replace(",threshold=5", "").replace("layers=", "L"), res["search"]["test"]))
         for y, (label, r) in enumerate(rows):
             d = r.get("delta", {"delta": 0.0, "lo": 0.0, "hi": 0.0})
             ax.errorbar(d["delta"], y, xerr=[[d["delta"] - d["lo"]], [d["hi"] - d["delta"]]], fmt="o", capsize=3)
