@@ -58,15 +58,24 @@ def main() -> None:
         for name, (kernel, mods) in conds.items():
             times[name].append(run(kernel, mods)[0])
         print(f"repeat {r + 1}/{args.repeats} done", flush=True)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    rows = [{"condition": k, "median_s": med[k], "vs_eager": med[k] / med["eager"], "vs_sdpa": med[k] / med["sdpa"]}
-            for k in conds]
-    print(f"{'condition':22s} {'median s':>9s} {'x eager':>8s} {'x sdpa':>8s}")
-    for r in rows:
-        print(f"{r['condition']:22s} {r['median_s']:9.3f} {r['vs_eager']:8.2f} {r['vs_sdpa']:8.2f}")
+    rows = table(times)
     OUT.mkdir(exist_ok=True)
     (OUT / "steer_overhead.json").write_text(json.dumps({"tokens": int(ids.shape[1]), "repeats": args.repeats,
                                                          "parity": parity, "rows": rows, "times": times}, indent=1))
+
+
+def table(times: dict) -> list[dict]:
+    """Median time per condition, and the median over repeats of the ratio to eager / sdpa
+    timed in the same repeat (robust to load changes on a shared machine)."""
+    def paired(k, ref):
+        return statistics.median(a / b for a, b in zip(times[k], times[ref]))
+
+    rows = [{"condition": k, "median_s": statistics.median(v), "vs_eager": paired(k, "eager"),
+             "vs_sdpa": paired(k, "sdpa")} for k, v in times.items()]
+    print(f"{'condition':22s} {'median s':>9s} {'x eager':>8s} {'x sdpa':>8s}  (ratios: median of same-repeat ratios)")
+    for r in rows:
+        print(f"{r['condition']:22s} {r['median_s']:9.3f} {r['vs_eager']:8.2f} {r['vs_sdpa']:8.2f}")
+    return rows
 
 
 if __name__ == "__main__":
