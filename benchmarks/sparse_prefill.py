@@ -93,11 +93,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker (1: stablest on a shared CPU)")
     parser.add_argument("--lengths", default=None, help="override the preset's lengths, e.g. 1024")
+    parser.add_argument("--kernels", default=None, help="override the preset's kernel specs (comma list)")
     parser.add_argument("--needle-lengths", default=None, help="override the preset's needle lengths")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--needles", type=int, default=None)
     args = parser.parse_args()
     preset = dict(PRESETS[args.preset])
+    if args.kernels:
+        from attnlab.bench.spec import split_kernels
+
+        preset["kernels"] = split_kernels(args.kernels)
     preset["kernels"] = parse_kernels(",".join(available(preset["kernels"])))
     if args.lengths:
         preset["lengths"] = tuple(int(x) for x in args.lengths.split(","))
