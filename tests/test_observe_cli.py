@@ -73,3 +73,20 @@ def test_writer_leaves_no_partial_file_on_error(tmp_path):
     with pytest.raises(TypeError):
         write_heads(df, tmp_path / "bad", doc)
     assert list((tmp_path / "bad").iterdir()) == []
+
+
+def test_default_passage_fits_an_encoder_with_special_tokens():
+    """The default passage is ours to cut: [CLS]/[SEP] must not push it past --max-tokens."""
+    from typer.testing import CliRunner
+
+    from attnlab.cli import build_app
+
+    import tempfile
+
+    out = tempfile.mkdtemp()
+    result = CliRunner().invoke(build_app(), ["inspect", "--model", "minilm-l6", "--max-tokens", "64",
+                                              "--no-probes", "--out", out, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    import json, pathlib
+
+    assert json.loads((pathlib.Path(out) / "heads.json").read_text())["n_tokens"] == 64

@@ -18,8 +18,8 @@ def resolve_text(model, tokenizer, text: str | None, max_tokens: int | None) -> 
     limit = context_length(model)
     if max_tokens is not None and (max_tokens < 1 or (limit is not None and max_tokens > limit)):
         raise InputError(f"--max-tokens {max_tokens} is outside 1..{limit} (the model's context is {limit} tokens)")
-    if text is None:
-        return default_text(tokenizer, max_tokens or DEFAULT_TOKENS), False
+    if text is None:  # our own passage: cut it to fit once the tokenizer's special tokens are added
+        return default_text(tokenizer, max_tokens or DEFAULT_TOKENS), True
     return text, max_tokens is not None
 
 
