@@ -58,27 +58,9 @@ def check_params(name: str, params: dict) -> dict:
     return params
 
 
-def _parse_value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered == "none":
-        return None
-    return text
-
-
 def parse_spec(spec: str) -> tuple[str, dict]:
     """'name:a=1,b=2.5' -> ('name', {'a': 1, 'b': 2.5}), validated against the registry."""
-    name, _, rest = spec.partition(":")
-    params = {}
-    for item in filter(None, (p.strip() for p in rest.split(","))):
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise ValueError(f"bad kernel parameter {item!r} in {spec!r}; expected key=value")
-        params[key.strip()] = _parse_value(value.strip())
-    return name.strip(), check_params(name.strip(), params)
+    from ..spec import split_spec
+
+    name, params = split_spec(spec, "kernel parameter")
+    return name, check_params(name, params)

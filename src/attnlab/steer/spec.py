@@ -15,27 +15,11 @@ from __future__ import annotations
 import inspect
 
 
-def _value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    return text
-
-
 def split_spec(spec: str) -> tuple[str, dict]:
     """'name:a=1,b=x' -> ('name', {'a': 1, 'b': 'x'}) without validation."""
-    name, _, rest = spec.partition(":")
-    params = {}
-    for item in filter(None, (p.strip() for p in rest.split(","))):
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise ValueError(f"bad modifier parameter {item!r} in {spec!r}; expected key=value")
-        params[key.strip()] = _value(value.strip())
-    return name.strip(), params
+    from ..spec import split_spec as split
+
+    return split(spec, "modifier parameter")
 
 
 def parse_modifier(spec: str, model=None, tokenizer=None):
