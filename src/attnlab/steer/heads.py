@@ -123,3 +123,13 @@ def format_ints(values: list[int]) -> str:
 def format_pairs(pairs) -> str:
     """[(3, 1), (5, 2)] -> '3:1;5:2' (the text form `select` reads back)."""
     return ";".join(f"{l}:{h}" for l, h in sorted(pairs))
+
+
+def scale_output(heads: Heads, call, output, factor: float):
+    """output [B, Q, H, Dv] with the selected heads of this layer multiplied by `factor`."""
+    idx = heads.index(call.layer, call.num_heads)
+    if idx is None:
+        return output
+    output = output.clone()
+    output[:, :, idx.to(output.device)] *= factor
+    return output

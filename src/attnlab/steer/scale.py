@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .heads import Heads, select
+from .heads import Heads, scale_output, select
 
 
 @dataclass(frozen=True)
@@ -15,12 +15,7 @@ class Scale:
     heads: Heads
 
     def output(self, call, output):  # output [B, Q, H, Dv]
-        idx = self.heads.index(call.layer, call.num_heads)
-        if idx is None:
-            return output
-        output = output.clone()
-        output[:, :, idx.to(output.device)] *= self.factor
-        return output
+        return scale_output(self.heads, call, output, self.factor)
 
     def describe(self) -> str:
         return f"scale x{self.factor} on {self.heads.describe()}"
