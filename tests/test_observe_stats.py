@@ -140,3 +140,20 @@ def test_real_smollm2_512_tokens_equal_eager_maps(smollm2):
     enc["attention_mask"] = torch.ones_like(enc["input_ids"])
     got, ref = _compare(model, enc, causal=True, block_size=128)
     assert len(got) == 30 and got[0]["entropy"].shape == (9,)
+
+
+@pytest.mark.parametrize("self_logit", [0.5, -1e4])
+def test_stats_kernel_lse_equals_logsumexp(self_logit):
+    """lse from the own key's probability, and the fallback when that probability underflows."""
+    from types import SimpleNamespace
+
+    from attnlab.observe.fused import _lse
+
+    torch.manual_seed(0)
+    scores = torch.randn(1, 2, 4, 10) * 3  # queries 0..3 of a block starting at q0=6, keys lo=0..9
+    call = SimpleNamespace(q_offset=0)
+    rows = torch.arange(4)
+    scores[:, :, rows, rows + 6] = self_logit  # each query's own key
+    probs = torch.softmax(scores, dim=-1)
+    got = _lse(call, scores, probs, q0=6, lo=0)
+    assert torch.allclose(got, torch.logsumexp(scores, dim=-1), atol=1e-5)

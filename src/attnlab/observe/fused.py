@@ -6,7 +6,10 @@ blocks that are half zeros. This kernel computes, per query block, only the key 
 [lo, hi) the block may see (`stats.key_range`), masks inside it, and hands observers
 that have `on_block` the trimmed probabilities and the logits:
 
-    observer.on_block(call, q_start, probs [B, H, q, K'], k_start, scores [B, H, q, K'])
+    observer.on_block(call, q_start, probs [B, H, q, K'], k_start, scores [B, H, q, K'], rows)
+
+rows: per-query values the kernel has cheaply, {"lse": ln sum_j exp(s_ij), "key_mean":
+sum_j p_ij j (None for non-fp32 values)} as [B, H, q] fp32.
 
 GQA is served without repeating keys: the G query heads of a key/value head are stacked
 along the query axis of one matmul. Output equals `eager`'s up to float rounding (the
@@ -16,6 +19,8 @@ statistics). Calls it does not cover (modifiers, bias, decode/extend, observers 
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -36,8 +41,14 @@ def _logits(call: AttnCall, q0: int, q1: int, lo: int, hi: int) -> torch.Tensor:
     """Masked, scaled fp32 logits of queries [q0, q1) against keys [lo, hi): [B, H, q, K']."""
     b, h_kv, g, q = call.batch, call.num_kv_heads, call.groups, q1 - q0
     query = call.query[:, :, q0:q1].reshape(b, h_kv, g * q, -1)  # [B, H_kv, G*q, D]
+    # a power-of-two scaling is exact, so it may go on the (small) queries instead of the logits
+    early = query.dtype == torch.float32 and math.frexp(call.scaling)[0] == 0.5
+    if early:
+        query = query * call.scaling
     scores = torch.matmul(query, call.key[:, :, lo:hi].transpose(-1, -2)).float()  # [B, H_kv, G*q, K']
-    scores = scores.view(b, h_kv * g, q, hi - lo).mul_(call.scaling)
+    scores = scores.view(b, h_kv * g, q, hi - lo)
+    if not early:
+        scores.mul_(call.scaling)
     if call.softcap is not None:
         scores = torch.tanh(scores.div_(call.softcap)).mul_(call.softcap)
     low = torch.finfo(scores.dtype).min
@@ -50,8 +61,43 @@ def _logits(call: AttnCall, q0: int, q1: int, lo: int, hi: int) -> torch.Tensor:
     return scores
 
 
-def forward(call: AttnCall, hooks: Hooks, block_size: int | None = 256) -> KernelOutput:
-    """Exact attention in query blocks of `block_size` (None = one block), each on its visible keys."""
+def _values_with_positions(call: AttnCall) -> torch.Tensor | None:
+    """[V | key position] per key/value head, [B, H_kv, K, Dv + 1], for fp32 values (else None).
+
+    One matmul of the probabilities with it gives the output and sum_j p_ij j (for
+    mean_distance) together. Lower-precision values keep eager's matmul (positions up to
+    8k are not exact in bf16).
+    """
+    if call.value.dtype != torch.float32:
+        return None
+    b, h_kv, k = call.value.shape[0], call.value.shape[1], call.value.shape[2]
+    pos = torch.arange(k, dtype=torch.float32, device=call.value.device).view(1, 1, k, 1).expand(b, h_kv, k, 1)
+    return torch.cat([call.value, pos], dim=-1)
+
+
+def _lse(call: AttnCall, scores: torch.Tensor, probs: torch.Tensor, q0: int, lo: int) -> torch.Tensor:
+    """ln sum_j exp(s_ij) per query, [B, H, q]: s_ij - ln p_ij holds for any key j with p_ij > 0.
+
+    Taken at each query's own key (one gather; it is in the block's key range); where that
+    probability is tiny (< 1e-30, logarithm no longer accurate) the block uses the top
+    key instead: max_j s_ij - ln max_j p_ij (two passes over the block).
+    """
+    b, h, q, _ = probs.shape
+    own = (torch.arange(q, device=probs.device) + q0 + call.q_offset - lo).view(1, 1, q, 1).expand(b, h, q, 1)
+    p_own = probs.gather(-1, own).squeeze(-1)
+    if bool((p_own < 1e-30).any()):
+        return scores.amax(-1) - probs.amax(-1).log()
+    return scores.gather(-1, own).squeeze(-1) - p_own.log()
+
+
+def forward(call: AttnCall, hooks: Hooks, block_size: int | None = 64) -> KernelOutput:
+    """Exact attention in query blocks of `block_size` (None = one block), each on its visible keys.
+
+    Per block: logits S, P = softmax(S) (as `eager`, so outputs follow eager's rounding),
+    one matmul P @ [V | j] (output and key-position mean), and lse (`_lse`). Observers get
+    P, S and rows {"lse", "key_mean"} [B, H, q]. 64-query blocks keep a block of SmolLM2's
+    9 heads at 8k keys (19 MB) near the cache, so the observers' passes over it are cheap.
+    """
     if block_size is not None and block_size < 1:
         raise ValueError(f"stats: block_size must be >= 1, got {block_size}")
     if not covers(call, hooks):
@@ -59,17 +105,27 @@ def forward(call: AttnCall, hooks: Hooks, block_size: int | None = 256) -> Kerne
 
         return eager.forward(call, hooks, block_size=block_size)
     b, h_kv, g = call.batch, call.num_kv_heads, call.groups
+    dv = call.value.shape[-1]
+    ext = _values_with_positions(call)
     step = block_size or call.q_len
     outs = []
     for q0 in range(0, call.q_len, step):
         q1 = min(call.q_len, q0 + step)
+        q = q1 - q0
         lo, hi = key_range(call, q0, q1)
         scores = _logits(call, q0, q1, lo, hi)  # [B, H, q, K']
         probs = torch.softmax(scores, dim=-1)
+        lse = _lse(call, scores, probs, q0, lo)
+        flat = probs.to(call.value.dtype).view(b, h_kv, g * q, hi - lo)
+        if ext is None:
+            out, key_mean = torch.matmul(flat, call.value[:, :, lo:hi]), None
+        else:
+            out = torch.matmul(flat, ext[:, :, lo:hi])  # [B, H_kv, G*q, Dv + 1]
+            key_mean = out[..., dv].reshape(b, h_kv * g, q)
+            out = out[..., :dv]
+        outs.append(out.reshape(b, h_kv * g, q, dv))
+        rows = {"lse": lse, "key_mean": key_mean}
         for obs in hooks.observers:
-            obs.on_block(call, q0, probs, lo, scores)
-        flat = probs.to(call.value.dtype).view(b, h_kv, g * (q1 - q0), hi - lo)
-        out = torch.matmul(flat, call.value[:, :, lo:hi])  # [B, H_kv, G*q, Dv]
-        outs.append(out.view(b, h_kv * g, q1 - q0, -1))
+            obs.on_block(call, q0, probs, lo, scores, rows)
     output = torch.cat(outs, dim=2).transpose(1, 2).contiguous()  # [B, Q, H, Dv]
     return KernelOutput(output=output)
