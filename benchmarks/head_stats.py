@@ -1,7 +1,7 @@
 """Streaming per-head statistics vs a plain SDPA forward (and vs eager maps), on SmolLM2.
 
     flock /tmp/attnlab-heavy.lock python benchmarks/head_stats.py \
-        [--tokens 4096 8192] [--repeats 3] [--maps 4096] [--maps-repeats 1] [--block-size 64]
+        [--tokens 4096 8192] [--repeats 3] [--maps 4096] [--maps-repeats 1] [--block-size 64] [--threads N]
 
 Variants, each run in its own fresh subprocess so that its peak RSS (ru_maxrss) is its own:
   sdpa   the stock model's SDPA forward (base model, no LM head), no attnlab
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -55,10 +56,12 @@ def _maps_stats(model, enc) -> float:
     return 0.0
 
 
-def child(variant: str, n: int, block_size: int) -> None:
+def child(variant: str, n: int, block_size: int, threads: int | None) -> None:
     """Run one variant once and print {"variant", "tokens", "seconds", "rss_mb", "rss_loaded_mb"}."""
     import torch
 
+    if threads:
+        torch.set_num_threads(threads)
     import attnlab
     from attnlab.observe.heads import DEFAULTS, run_stats, stats_frame
 
@@ -102,9 +105,13 @@ def parity(n: int = 512) -> float:
     return max(float((got[l][s] - ref[l][s]).abs().max()) for l in ref for s in SCALARS)
 
 
-def run(variant: str, n: int, block_size: int) -> dict:
+def run(variant: str, n: int, block_size: int, threads: int | None) -> dict:
     cmd = [sys.executable, __file__, "--child", variant, "--tokens", str(n), "--block-size", str(block_size)]
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    cmd += ["--threads", str(threads)] if threads else []
+    # idle OpenMP threads sleep instead of spinning: on a shared CPU spinning threads stall
+    # every parallel region of the many-small-ops variants (same for every variant)
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         return {"variant": variant, "tokens": n, "error": out.stderr.strip().splitlines()[-1:]}
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -133,16 +140,17 @@ def main() -> None:
     p.add_argument("--maps", type=int, nargs="*", default=[4096], help="lengths for the eager-maps variant")
     p.add_argument("--maps-repeats", type=int, default=1)
     p.add_argument("--block-size", type=int, default=64)
+    p.add_argument("--threads", type=int, default=None, help="torch threads per variant (default: torch's)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
-        return child(a.child, a.tokens[0], a.block_size)
+        return child(a.child, a.tokens[0], a.block_size, a.threads)
     print(f"parity at 512 tokens: max |streamed - maps| = {parity():.2e}", flush=True)
     runs = []
     for n in a.tokens:
         for i in range(a.repeats):  # alternate the order so drifting machine load hits both
             for variant in (("sdpa", "stats") if i % 2 == 0 else ("stats", "sdpa")):
-                runs.append(run(variant, n, a.block_size))
+                runs.append(run(variant, n, a.block_size, a.threads))
                 print(json.dumps(runs[-1]), flush=True)
         if n in a.maps:
             for _ in range(a.maps_repeats):
@@ -150,7 +158,7 @@ def main() -> None:
                 if _available_gb() < need:
                     runs.append({"variant": "maps", "tokens": n, "error": f"skipped: needs ~{need:.0f} GB free"})
                 else:
-                    runs.append(run("maps", n, a.block_size))
+                    runs.append(run("maps", n, a.block_size, a.threads))
                 print(json.dumps(runs[-1]), flush=True)
     report(runs, a.tokens)
 
