@@ -10,7 +10,9 @@ per_head=False (default) lets a GQA group share its selection (scores: softmax p
 averaged over the group), so keys are gathered once per key/value head and the matmuls
 are G times taller; per_head=True selects per query head (MoBA's choice).
 Budget per query ~ (sink + local + topk) * block_size keys; topk >= the number of blocks
-gives dense attention. Decode / extend steps select for the new queries in the same way
+gives dense attention. On a sliding-window layer whose window the topk + local blocks
+already cover (Gemma3: 512 <= (16 + 2 - 2) x 64) every visible block is kept, so the layer runs as
+exact `blocks.band` attention (density 1.0). Decode / extend steps select for the new queries in the same way
 (the single query is its own pooled query, as in Quest). Inputs shorter than `min_len`
 keys run dense (density 1.0); the default 0 never falls back.
 """
@@ -48,5 +50,8 @@ def forward(call: AttnCall, hooks: Hooks, topk: int = 16, sink: int = 1, local: 
     bk.check_supported(call, "block_topk")
     if call.k_len < min_len:
         return bk.dense(call, hooks)
+    # a query block's window spans at most window / block_size + 2 key blocks: all kept anyway
+    if bk.covers_window(call, (topk + local - 2) * block_size):
+        return bk.band(call)
     g = bk.grid(call, block_size)
     return bk.attend(call, select(call, g, topk, sink, local, per_head), block_size)

@@ -1,0 +1,62 @@
+"""blocks.band: exact attention of sliding-window layers on just the keys each window reaches."""
+
+import pytest
+import torch
+
+import tiny
+from attnlab.hooks import Hooks
+from attnlab.kernels import blocks as bk
+from attnlab.kernels import get_kernel
+
+
+class _Keep:
+    def __init__(self):
+        self.calls = []
+
+    def on_call(self, call):
+        self.calls.append(call)
+
+
+def _calls(model, ids, mask):
+    import attnlab
+
+    keep = _Keep()
+    with torch.no_grad(), attnlab.attach(model, kernel="eager", observe=[keep]):
+        model(input_ids=ids, attention_mask=mask)
+    return keep.calls
+
+
+@pytest.mark.parametrize("chunk", [5, 16, 64])
+def test_band_equals_eager_on_gemma3_window_layers_with_left_padding(chunk):
+    model = tiny.gemma3()
+    ids, mask = tiny.token_batch(batch=2, length=40, pad_left=7)
+    windowed = [c for c in _calls(model, ids, mask) if c.sliding_window is not None]
+    assert windowed and all(c.sliding_window < c.k_len for c in windowed)
+    real = mask.bool()
+    for call in windowed:
+        ref = get_kernel("eager").forward(call, Hooks()).output
+        out = bk.band(call, chunk=chunk).output
+        assert (out - ref).abs()[real].max() < 1e-5
+
+
+def test_block_topk_runs_window_layers_as_band_and_keeps_logits():
+    import attnlab
+
+    model = tiny.gemma3()
+    ids, mask = tiny.token_batch(batch=2, length=40, pad_left=7)
+    with torch.no_grad():
+        with attnlab.attach(model, kernel="eager"):
+            ref = model(input_ids=ids, attention_mask=mask).logits
+        # window 8 <= (topk + local - 2) * block_size: window layers go to band; global layers keep every block
+        with attnlab.attach(model, kernel="block_topk", topk=8, block_size=4) as session:
+            out = model(input_ids=ids, attention_mask=mask).logits
+    assert (out - ref).abs()[mask.bool()].max() < 1e-4
+    assert session.densities and all(d == 1.0 for _, _, d in session.densities)
+
+
+def test_band_rejects_calls_without_a_window():
+    model = tiny.llama()
+    ids, mask = tiny.token_batch(batch=1, length=12)
+    call = _calls(model, ids, mask)[0]
+    with pytest.raises(ValueError, match="sliding-window"):
+        bk.band(call)
