@@ -24,12 +24,12 @@ PRESETS = {
         kernels=["chunked@repeats=1@needles=0@min_length=4096", "eager@repeats=1@needles=0@min_length=4096",
                  "streaming:sinks=0,window=1024@min_length=4096@max_length=4096@needles=0",
                  "streaming:sinks=4,window=1020@needles=0",
-                 "block_topk", "flexprefill"],
-        needles=20, needle_lengths=(1024, 2048), repeats=3, ppl_last=2048, decode_steps=4),
+                 "block_topk", "block_topk:topk=32", "flexprefill"],
+        needles=20, needle_lengths=(2048, 4096), repeats=3, ppl_last=2048, decode_steps=4),
     "gemma3": dict(
         model="gemma3-270m", lengths=(16384,), corpus="austen:prideprejudice",
-        kernels=["block_topk"],
-        needles=0, needle_lengths=(2048,), repeats=3, ppl_last=1024, decode_steps=2, kl_positions=64),
+        kernels=["block_topk", "block_topk:topk=64"],
+        needles=20, needle_lengths=(2048,), repeats=3, ppl_last=1024, decode_steps=2, kl_positions=64),
 }
 
 def available(specs: list[str]) -> list[str]:

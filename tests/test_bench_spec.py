@@ -97,3 +97,11 @@ def test_memory_ratio_pairs_chunked_with_eager():
     rows[0]["peak_rss_mb"] = 2000.0
     out = memory_ratios(rows)
     assert list(out) == [4] and out[4]["peak_ratio"] == pytest.approx(rows[1]["peak_rss_mb"] / 2000.0)
+
+
+def test_best_tradeoff_needs_needles_when_the_run_tested_them():
+    rows = [_row("streaming:window=8", 8, 3.0, ppl_change=1.0), _row("block_topk", 8, 2.0, ppl_change=1.0)]
+    tested = best_tradeoff(rows, {"block_topk": {"delta_pts": 0.0}})[8]
+    assert tested["best_quality_kept"]["kernel"] == "block_topk"  # streaming skipped the needles
+    untested = best_tradeoff(rows, {})[8]
+    assert untested["best_quality_kept"]["kernel"] == "streaming:window=8"  # no needle test at all: ppl decides

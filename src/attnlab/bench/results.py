@@ -89,9 +89,10 @@ def best_tradeoff(rows: list[dict], needles: dict) -> dict:
         if not here:
             continue
 
-        def kept(r):
+        def kept(r):  # when the run tested needles, a kernel that skipped them cannot qualify
             delta = needles.get(r["kernel"], {}).get("delta_pts")
-            return r["ppl_change_pct"] <= PPL_TOLERANCE_PCT and (delta is None or delta >= -NEEDLE_TOLERANCE_PTS)
+            needle_ok = (delta is None and not needles) or (delta is not None and delta >= -NEEDLE_TOLERANCE_PTS)
+            return r["ppl_change_pct"] <= PPL_TOLERANCE_PCT and needle_ok
 
         good = [r for r in here if kept(r)]
         pick = max(good, key=lambda r: r["speedup"]) if good else None
