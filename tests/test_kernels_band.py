@@ -60,3 +60,23 @@ def test_band_rejects_calls_without_a_window():
     call = _calls(model, ids, mask)[0]
     with pytest.raises(ValueError, match="sliding-window"):
         bk.band(call)
+
+
+def test_sdpa_band_option_keeps_gemma3_logits_and_is_off_by_default():
+    import attnlab
+
+    model = tiny.gemma3()
+    ids, mask = tiny.token_batch(batch=2, length=40, pad_left=7)
+    with torch.no_grad():
+        with attnlab.attach(model, kernel="sdpa"):
+            ref = model(input_ids=ids, attention_mask=mask).logits
+        with attnlab.attach(model, kernel="sdpa", band=True):
+            out = model(input_ids=ids, attention_mask=mask).logits
+        calls = _calls(model, ids, mask)
+    assert (out - ref).abs()[mask.bool()].max() < 1e-4
+    windowed = next(c for c in calls if c.sliding_window is not None)
+    from attnlab.kernels import sdpa
+
+    stock = sdpa.forward(windowed, Hooks()).output
+    assert torch.equal(stock, get_kernel("sdpa").forward(windowed, Hooks()).output)  # default: transformers' path
+    assert (sdpa.forward(windowed, Hooks(), band=True).output - stock).abs()[mask.bool()].max() < 1e-5

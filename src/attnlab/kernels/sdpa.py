@@ -2,6 +2,11 @@
 
 The fast dense baseline. It never materialises probabilities, so it serves only
 modifiers and observers that act on the output (`Kernel.exposes_probs` is False).
+
+band=True (off by default, so `sdpa` stays exactly what transformers runs): prefill calls
+of sliding-window layers run as `blocks.band`, each 512-query chunk on just the keys its
+window reaches, instead of the full n x n map under a mask. Same result (exact), O(n x
+window) work: on Gemma3 at 16k tokens 15 of 18 layers.
 """
 
 from __future__ import annotations
@@ -19,10 +24,14 @@ def _mask_for_sdpa(call: AttnCall) -> torch.Tensor | None:
     return call.bias.to(call.query.dtype).masked_fill(~call.visible(), floor)
 
 
-def forward(call: AttnCall, hooks: Hooks) -> KernelOutput:
-    """Dense attention through transformers' own `sdpa_attention_forward`."""
+def forward(call: AttnCall, hooks: Hooks, band: bool = False) -> KernelOutput:
+    """Dense attention through transformers' own `sdpa_attention_forward` (band: see above)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+    from . import blocks
+
+    if band and call.dropout == 0 and blocks.covers_window(call, call.sliding_window or 0):
+        return blocks.band(call)
     if call.softcap is not None:
         raise ValueError(
             f"layer {call.layer}: kernel 'sdpa' cannot apply attention logit softcapping "
