@@ -39,17 +39,24 @@ def test_band_equals_eager_on_gemma3_window_layers_with_left_padding(chunk):
         assert (out - ref).abs()[real].max() < 1e-5
 
 
-def test_block_topk_runs_window_layers_as_band_and_keeps_logits():
+def _gemma3_logits(reference: str, kernel: str, **params):
+    """Tiny Gemma3, left-padded batch of 2: (model, ids, mask, logits under `reference`,
+    logits under `kernel` with `params`, that attach's session)."""
     import attnlab
 
     model = tiny.gemma3()
     ids, mask = tiny.token_batch(batch=2, length=40, pad_left=7)
     with torch.no_grad():
-        with attnlab.attach(model, kernel="eager"):
+        with attnlab.attach(model, kernel=reference):
             ref = model(input_ids=ids, attention_mask=mask).logits
-        # window 8 <= (topk + local - 2) * block_size: window layers go to band; global layers keep every block
-        with attnlab.attach(model, kernel="block_topk", topk=8, block_size=4) as session:
+        with attnlab.attach(model, kernel=kernel, **params) as session:
             out = model(input_ids=ids, attention_mask=mask).logits
+    return model, ids, mask, ref, out, session
+
+
+def test_block_topk_runs_window_layers_as_band_and_keeps_logits():
+    # window 8 <= (topk + local - 2) * block_size: window layers go to band; global layers keep every block
+    _, _, mask, ref, out, session = _gemma3_logits("eager", "block_topk", topk=8, block_size=4)
     assert (out - ref).abs()[mask.bool()].max() < 1e-4
     assert session.densities and all(d == 1.0 for _, _, d in session.densities)
 
@@ -63,16 +70,8 @@ def test_band_rejects_calls_without_a_window():
 
 
 def test_sdpa_band_option_keeps_gemma3_logits_and_is_off_by_default():
-    import attnlab
-
-    model = tiny.gemma3()
-    ids, mask = tiny.token_batch(batch=2, length=40, pad_left=7)
-    with torch.no_grad():
-        with attnlab.attach(model, kernel="sdpa"):
-            ref = model(input_ids=ids, attention_mask=mask).logits
-        with attnlab.attach(model, kernel="sdpa", band=True):
-            out = model(input_ids=ids, attention_mask=mask).logits
-        calls = _calls(model, ids, mask)
+    model, ids, mask, ref, out, _ = _gemma3_logits("sdpa", "sdpa", band=True)
+    calls = _calls(model, ids, mask)
     assert (out - ref).abs()[mask.bool()].max() < 1e-4
     windowed = next(c for c in calls if c.sliding_window is not None)
     from attnlab.kernels import sdpa

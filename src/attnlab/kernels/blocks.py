@@ -96,7 +96,7 @@ def band(call: AttnCall, chunk: int = 512) -> KernelOutput:
     model's own visibility (padding mask, causal, window) sliced to that range, so the
     result equals dense attention. Needs a causal call with a window, no softcap / bias.
     """
-    if not (call.causal and call.sliding_window) or call.softcap is not None or call.bias is not None:
+    if not band_serves(call):
         raise ValueError(f"layer {call.layer}: band attention needs a causal sliding-window call without softcap or bias")
     outs = []
     for q0 in range(0, call.q_len, chunk):
@@ -109,11 +109,17 @@ def band(call: AttnCall, chunk: int = 512) -> KernelOutput:
     return KernelOutput(output=torch.cat(outs, dim=2).transpose(1, 2).contiguous(), density=1.0)
 
 
+def band_serves(call: AttnCall) -> bool:
+    """Whether `band` can compute this call: a causal sliding-window prefill/extend call
+    (more than one query) without softcap or bias."""
+    return (call.causal and call.sliding_window is not None and call.softcap is None and call.bias is None
+            and call.q_len > 1)
+
+
 def covers_window(call: AttnCall, keys: int) -> bool:
     """Whether a budget of `keys` keys per query covers the layer's whole sliding window
     (then `band` is the exact, cheaper way to compute it)."""
-    return (call.causal and call.sliding_window is not None and call.sliding_window <= keys
-            and call.softcap is None and call.bias is None and call.q_len > 1)
+    return band_serves(call) and call.sliding_window <= keys
 
 
 def reachable(call: AttnCall, g: Grid) -> torch.Tensor:

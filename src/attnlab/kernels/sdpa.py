@@ -30,7 +30,7 @@ def forward(call: AttnCall, hooks: Hooks, band: bool = False) -> KernelOutput:
 
     from . import blocks
 
-    if band and call.dropout == 0 and blocks.covers_window(call, call.sliding_window or 0):
+    if band and call.dropout == 0 and blocks.band_serves(call):
         return blocks.band(call)
     if call.softcap is not None:
         raise ValueError(
