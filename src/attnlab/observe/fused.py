@@ -37,20 +37,32 @@ def covers(call: AttnCall, hooks: Hooks) -> bool:
             and not (call.dropout and call.module is not None and call.module.training))
 
 
-def _logits(call: AttnCall, q0: int, q1: int, lo: int, hi: int) -> torch.Tensor:
-    """Masked, scaled fp32 logits of queries [q0, q1) against keys [lo, hi): [B, H, q, K']."""
+def _logits(call: AttnCall, q0: int, q1: int, lo: int, hi: int, out: torch.Tensor) -> torch.Tensor:
+    """Masked, scaled fp32 logits of queries [q0, q1) against keys [lo, hi), written into `out`.
+
+    out: fp32 buffer with at least B*H*q*K' elements; returns its [B, H, q, K'] view.
+    """
     b, h_kv, g, q = call.batch, call.num_kv_heads, call.groups, q1 - q0
+    scores = out[:b * h_kv * g * q * (hi - lo)].view(b, h_kv, g * q, hi - lo)
     query = call.query[:, :, q0:q1].reshape(b, h_kv, g * q, -1)  # [B, H_kv, G*q, D]
     # a power-of-two scaling is exact, so it may go on the (small) queries instead of the logits
     early = query.dtype == torch.float32 and math.frexp(call.scaling)[0] == 0.5
     if early:
         query = query * call.scaling
-    scores = torch.matmul(query, call.key[:, :, lo:hi].transpose(-1, -2)).float()  # [B, H_kv, G*q, K']
+    keys = call.key[:, :, lo:hi].transpose(-1, -2)
+    if query.dtype == torch.float32:
+        # one matrix product per (row, key/value head): MKL splits each over every thread,
+        # where a batched product of 3 heads on 2 threads leaves one thread a third idle
+        for bi in range(b):
+            for hk in range(h_kv):
+                torch.mm(query[bi, hk], keys[bi, hk], out=scores[bi, hk])
+    else:
+        scores.copy_(torch.matmul(query, keys))
     scores = scores.view(b, h_kv * g, q, hi - lo)
     if not early:
         scores.mul_(call.scaling)
     if call.softcap is not None:
-        scores = torch.tanh(scores.div_(call.softcap)).mul_(call.softcap)
+        scores.div_(call.softcap).tanh_().mul_(call.softcap)
     low = torch.finfo(scores.dtype).min
     if call.mask is None and call.causal and call.sliding_window is None:
         own = q0 + call.q_offset  # only the diagonal square [own, own + q) holds future keys
@@ -62,17 +74,20 @@ def _logits(call: AttnCall, q0: int, q1: int, lo: int, hi: int) -> torch.Tensor:
 
 
 def _values_with_positions(call: AttnCall) -> torch.Tensor | None:
-    """[V | key position] per key/value head, [B, H_kv, K, Dv + 1], for fp32 values (else None).
+    """[V | key position | 0 ...] per key/value head, [B, H_kv, K, Dv'], for fp32 values (else None).
 
     One matmul of the probabilities with it gives the output and sum_j p_ij j (for
-    mean_distance) together. Lower-precision values keep eager's matmul (positions up to
-    8k are not exact in bf16).
+    mean_distance) together; Dv' = Dv + 1 rounded up to a multiple of 16, the width MKL's
+    kernels run at full speed (65 columns took 1.5x as long as 64 or 80, measured).
+    Lower-precision values keep eager's matmul (positions up to 8k are not exact in bf16).
     """
     if call.value.dtype != torch.float32:
         return None
-    b, h_kv, k = call.value.shape[0], call.value.shape[1], call.value.shape[2]
-    pos = torch.arange(k, dtype=torch.float32, device=call.value.device).view(1, 1, k, 1).expand(b, h_kv, k, 1)
-    return torch.cat([call.value, pos], dim=-1)
+    b, h_kv, k, dv = call.value.shape
+    ext = torch.zeros(b, h_kv, k, -(-(dv + 1) // 16) * 16, dtype=torch.float32, device=call.value.device)
+    ext[..., :dv] = call.value
+    ext[..., dv] = torch.arange(k, dtype=torch.float32, device=call.value.device)
+    return ext
 
 
 def _lse(call: AttnCall, scores: torch.Tensor, probs: torch.Tensor, q0: int, lo: int) -> torch.Tensor:
@@ -95,8 +110,10 @@ def forward(call: AttnCall, hooks: Hooks, block_size: int | None = 64) -> Kernel
 
     Per block: logits S, P = softmax(S) (as `eager`, so outputs follow eager's rounding),
     one matmul P @ [V | j] (output and key-position mean), and lse (`_lse`). Observers get
-    P, S and rows {"lse", "key_mean"} [B, H, q]. 64-query blocks keep a block of SmolLM2's
-    9 heads at 8k keys (19 MB) near the cache, so the observers' passes over it are cheap.
+    P, S and rows {"lse", "key_mean"} [B, H, q]. S and P live in two buffers reused by
+    every block (no fresh 10-20 MB tensor per block), so observers must not keep them.
+    64-query blocks keep a block of SmolLM2's 9 heads at 8k keys (19 MB) near the cache,
+    so the observers' passes over it are cheap.
     """
     if block_size is not None and block_size < 1:
         raise ValueError(f"stats: block_size must be >= 1, got {block_size}")
@@ -107,25 +124,27 @@ def forward(call: AttnCall, hooks: Hooks, block_size: int | None = 64) -> Kernel
     b, h_kv, g = call.batch, call.num_kv_heads, call.groups
     dv = call.value.shape[-1]
     ext = _values_with_positions(call)
-    step = block_size or call.q_len
-    outs = []
+    step = min(block_size or call.q_len, call.q_len)
+    size = b * h_kv * g * step * call.k_len
+    s_buf = torch.empty(size, dtype=torch.float32, device=call.query.device)
+    p_buf = torch.empty(size, dtype=torch.float32, device=call.query.device)
+    output = torch.empty(b, call.q_len, h_kv * g, dv, dtype=call.value.dtype, device=call.value.device)
     for q0 in range(0, call.q_len, step):
         q1 = min(call.q_len, q0 + step)
         q = q1 - q0
         lo, hi = key_range(call, q0, q1)
-        scores = _logits(call, q0, q1, lo, hi)  # [B, H, q, K']
-        probs = torch.softmax(scores, dim=-1)
+        scores = _logits(call, q0, q1, lo, hi, s_buf)  # [B, H, q, K']
+        probs = torch.softmax(scores, dim=-1, out=p_buf[:scores.numel()].view(scores.shape))
         lse = _lse(call, scores, probs, q0, lo)
         flat = probs.to(call.value.dtype).view(b, h_kv, g * q, hi - lo)
         if ext is None:
             out, key_mean = torch.matmul(flat, call.value[:, :, lo:hi]), None
         else:
-            out = torch.matmul(flat, ext[:, :, lo:hi])  # [B, H_kv, G*q, Dv + 1]
+            out = torch.matmul(flat, ext[:, :, lo:hi])  # [B, H_kv, G*q, Dv']
             key_mean = out[..., dv].reshape(b, h_kv * g, q)
             out = out[..., :dv]
-        outs.append(out.reshape(b, h_kv * g, q, dv))
+        output[:, q0:q1] = out.reshape(b, h_kv * g, q, dv).transpose(1, 2)
         rows = {"lse": lse, "key_mean": key_mean}
         for obs in hooks.observers:
             obs.on_block(call, q0, probs, lo, scores, rows)
-    output = torch.cat(outs, dim=2).transpose(1, 2).contiguous()  # [B, Q, H, Dv]
     return KernelOutput(output=output)

@@ -51,6 +51,26 @@ def _zeros(b: int, h: int, k: int) -> _LayerSums:
 
 
 @dataclass
+class _Open:
+    """Per-query values of one prefill call still arriving block by block.
+
+    rows [6, B, H, Q]: H_i, p_i(first), p_i(i-1), p_i(i), distance, local mass (raw, per
+    query); folded into the layer's sums, weighted by the real queries, when the call's
+    last block arrives, so each block costs a few writes instead of a dozen reductions.
+    """
+
+    rq: torch.Tensor  # [B, Q] 1.0 for real queries
+    start: torch.Tensor  # [B] first real position
+    diag: torch.Tensor  # [B, Q, 3] key index of (first, i - 1, i) per query
+    rows: torch.Tensor  # [6, B, H, Q]
+    n_vis: torch.Tensor | None  # [B, H, Q] visible keys per query (only for calls with a mask)
+    done: int = 0  # queries received
+
+
+ROWS = ("entropy", "sink", "prev", "self", "distance", "local")
+
+
+@dataclass
 class HeadStats:
     """Observer that accumulates the statistics above for every (layer, head).
 
@@ -58,6 +78,7 @@ class HeadStats:
     attention_mask; None = every position is real. Padding must be contiguous
     (left or right), as tokenizers make it. local_window: w of `local_mass`.
     on_layer: optional callback(layer) called when a layer's first block arrives.
+    Blocks of a call must arrive in query order (every kernel sends them so).
     """
 
     real: torch.Tensor | None = None
@@ -65,6 +86,8 @@ class HeadStats:
     on_layer: object = None
     layers: dict = field(default_factory=dict)
     heads: dict = field(default_factory=dict)  # layer -> number of query heads
+    _open: dict = field(default_factory=dict, repr=False)  # layer -> _Open of the call in progress
+    _bands: dict = field(default_factory=dict, repr=False)  # local_mass band masks by shape
 
     def on_probs(self, call, q_start: int, probs: torch.Tensor) -> None:
         """Fold one query block (probs [B, H, q, K] fp32, all keys) into the layer's sums."""
@@ -83,108 +106,123 @@ class HeadStats:
         per element); lse_i = max_j s_ij - ln max_j p_i(j) unless rows["lse"] gives it.
         rows: optional per-query values a kernel already has, [B, H, q]: "lse" and
         "key_mean" (sum_j p_i(j) j, used for mean_distance of causal calls).
+        Neither probs nor scores is kept after the call returns.
         """
         rows = rows or {}
         if call.phase != "prefill":
             return
         b, h, q, kk = probs.shape
-        self._layer(call, b, h)
-        sums = self.layers[call.layer]
-        real, start = self._rows(b, call.k_len, probs.device)  # [B, K] float, [B] long
-        rq = real[:, q_start:q_start + q]  # [B, q] 1.0 for real queries
-        lo, hi = k_start, k_start + kk
+        cur = self._begin(call, b, h) if q_start == 0 else self._open[call.layer]
+        if q_start != cur.done:
+            raise ValueError(f"HeadStats: layer {call.layer} got queries from {q_start}, expected {cur.done}")
+        lo, q1 = k_start, q_start + q
         # which keys each query sees: only built when the mask is not a function of positions
-        vis = None if call.mask is None else call.visible(q_start, q_start + q)[..., lo:hi]  # [B|1, 1|H, q, K']
-        self._entropy(sums, probs, scores, rows.get("lse"), vis, rq, call, q_start)
-        self._diagonals(sums, probs, rq, start, q_start, lo)
-        self._distance(sums, probs, rows.get("key_mean"), rq, call, q_start, lo)
-        self._received(sums, probs, vis, rq, call, q_start, lo)
-        sums.n_query += float(rq.sum())
+        vis = None if call.mask is None else call.visible(q_start, q1)[..., lo:lo + kk]  # [B|1, 1|H, q, K']
+        out = cur.rows[..., q_start:q1]  # [6, B, H, q]
+        out[0] = _entropy(probs, scores, rows.get("lse"))
+        idx = cur.diag[:, q_start:q1] - lo  # [B, q, 3] relative to the key range
+        inside = (idx >= 0) & (idx < kk)  # outside the range: invisible, probability 0
+        out[1:4] = (probs.gather(-1, idx.clamp(0, kk - 1)[:, None].expand(b, h, q, 3))
+                    * inside[:, None]).permute(3, 0, 1, 2)
+        out[4] = self._distance(call, probs, rows.get("key_mean"), q_start, lo)
+        out[5] = self._local(probs, q_start + call.q_offset, lo)
+        if vis is not None:
+            cur.n_vis[..., q_start:q1] = vis.sum(-1)
+        self._received(call, cur, probs, out[3], vis, q_start, lo)
+        cur.done = q1
+        if q1 == call.q_len:
+            self._fold(call, cur)
+            del self._open[call.layer]
 
-    def _layer(self, call, b: int, h: int) -> None:
+    def _begin(self, call, b: int, h: int) -> _Open:
+        """Start a prefill call of call.layer: its sums (first call) and its per-query store."""
         if call.layer not in self.layers:
             self.layers[call.layer] = _zeros(b, h, call.k_len)
             self.heads[call.layer] = h
             if self.on_layer is not None:
                 self.on_layer(call.layer)
-
-    def _rows(self, b: int, k: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        dev, n = call.query.device, call.q_len
         if self.real is None:
-            return torch.ones(b, k, device=device), torch.zeros(b, dtype=torch.long, device=device)
-        real = self.real.to(device=device, dtype=torch.bool)[:, :k]
-        if real.shape[0] != b:
-            raise ValueError(f"HeadStats: real has {real.shape[0]} rows, the input has {b}")
-        return real.float(), real.float().argmax(dim=1)
-
-    def _entropy(self, sums, pk, scores, lse, vis, rq, call, q0) -> None:
-        """entropy and entropy_norm from the visible key range pk [B, H, q, K']."""
-        if scores is None:
-            ent = torch.special.entr(pk).sum(-1)  # [B, H, q] nats
+            rq, start = torch.ones(b, n, device=dev), torch.zeros(b, dtype=torch.long, device=dev)
         else:
-            if lse is None:
-                top, idx = scores.max(-1, keepdim=True)  # [B, H, q, 1]
-                lse = (top - pk.gather(-1, idx).log()).squeeze(-1)
-            ent = lse - torch.einsum("bhqk,bhqk->bhq", pk, scores)  # 2x faster than vecdot on CPU
-        keep = rq[:, None] > 0  # [B, 1, q]
-        ent = torch.where(keep, ent, 0.0)  # padding rows may be inf / NaN
-        sums.entropy += ent.sum((0, 2)).double()
-        n_vis = _n_visible(call, q0, q0 + pk.shape[2], vis)  # [B|1, 1|H, q]
-        use = (n_vis >= 2).float() * rq[:, None]  # [B, 1|H, q]
-        norm = ent / n_vis.clamp(min=2).float().log()
-        sums.entropy_norm += (norm * use).sum((0, 2)).double()
-        sums.n_norm += use.expand(-1, ent.shape[1], -1).sum((0, 2)).double()
+            real = self.real.to(device=dev, dtype=torch.bool)[:, :n]
+            if real.shape[0] != b:
+                raise ValueError(f"HeadStats: real has {real.shape[0]} rows, the input has {b}")
+            rq, start = real.float(), real.float().argmax(dim=1)
+        i = torch.arange(n, device=dev)[None, :].expand(b, n) + call.q_offset
+        diag = torch.stack([start[:, None].expand(b, n), i - 1, i], dim=-1)
+        n_vis = None if call.mask is None else torch.zeros(b, h, n, device=dev)
+        cur = _Open(rq=rq, start=start, diag=diag, rows=torch.zeros(len(ROWS), b, h, n, device=dev), n_vis=n_vis)
+        self._open[call.layer] = cur
+        return cur
 
-    def _diagonals(self, sums, pk, rq, start, q0, lo) -> None:
-        """sink_mass p_i(first), prev_token p_i(i-1), self_mass p_i(i), by one gather."""
-        b, h, q, kk = pk.shape
-        i = torch.arange(q0, q0 + q, device=pk.device)[None, :].expand(b, q)  # [B, q] key index of query i
-        first = start[:, None].expand(b, q)
-        idx = torch.stack([first, i - 1, i], dim=-1) - lo  # [B, q, 3] relative to the key range
-        inside = (idx >= 0) & (idx < kk)  # outside the range: invisible, probability 0
-        got = pk.gather(-1, idx.clamp(0, kk - 1)[:, None].expand(b, h, q, 3)) * inside[:, None]  # [B, H, q, 3]
-        after = rq * (i > first).float()  # [B, q] real queries at position >= 1
-        sums.sink_mass += (got[..., 0] * after[:, None]).sum((0, 2)).double()
-        sums.prev_token += (got[..., 1] * after[:, None]).sum((0, 2)).double()
-        sums.self_mass += (got[..., 2] * rq[:, None]).sum((0, 2)).double()
-        sums.n_after += float(after.sum())
-
-    def _distance(self, sums, pk, key_mean, rq, call, q0, lo) -> None:
-        """mean_distance (matrix-vector product for causal calls) and local_mass (a band)."""
-        b, h, q, kk = pk.shape
-        dev = pk.device
-        i = torch.arange(q0, q0 + q, device=dev, dtype=torch.float32) + call.q_offset  # [q]
-        j = torch.arange(lo, lo + kk, device=dev, dtype=torch.float32)  # [K']
+    def _distance(self, call, pk, key_mean, q0: int, lo: int) -> torch.Tensor:
+        """sum_j p_i(j) (i - j) per query (|i - j| for non-causal calls): [B, H, q]."""
+        q, kk = pk.shape[2], pk.shape[3]
+        i = torch.arange(q0, q0 + q, device=pk.device, dtype=torch.float32) + call.q_offset  # [q]
         if call.causal and key_mean is not None:
-            dist = i - key_mean  # [B, H, q]
-        elif call.causal:
-            dist = i - torch.matmul(pk, j)
-        else:
-            dist = (pk * (i[:, None] - j[None, :]).abs()).sum(-1)
-        sums.mean_distance += (dist * rq[:, None]).sum((0, 2)).double()
-        w = self.local_window
-        blo, bhi = max(lo, int(i[0]) - w + 1), min(lo + kk, int(i[-1]) + w)
-        jb = torch.arange(blo, bhi, device=dev, dtype=torch.float32)
-        band = ((i[:, None] - jb[None, :]).abs() < w).float()  # [q, K'']
-        local = (pk[..., blo - lo:bhi - lo] * band).sum(-1)  # [B, H, q]
-        sums.local_mass += (local * rq[:, None]).sum((0, 2)).double()
+            return i - key_mean
+        j = torch.arange(lo, lo + kk, device=pk.device, dtype=torch.float32)  # [K']
+        if call.causal:
+            return i - torch.matmul(pk, j)
+        return (pk * (i[:, None] - j[None, :]).abs()).sum(-1)
 
-    def _received(self, sums, pk, vis, rq, call, q0, lo) -> None:
+    def _local(self, pk, i0: int, lo: int) -> torch.Tensor:
+        """Mass on keys |i - j| < window per query (query i = i0 + row): [B, H, q]."""
+        q, kk, w = pk.shape[2], pk.shape[3], self.local_window
+        blo, bhi = max(lo, i0 - w + 1), min(lo + kk, i0 + q - 1 + w)  # the keys of the band
+        key = (q, i0 - blo, bhi - blo)  # the band's shape in block coordinates
+        if key not in self._bands:
+            i = torch.arange(i0, i0 + q, dtype=torch.float32)
+            j = torch.arange(blo, bhi, dtype=torch.float32)
+            self._bands[key] = ((i[:, None] - j[None, :]).abs() < w).float().to(pk.device)  # [q, K'']
+        return torch.matmul(pk[..., blo - lo:bhi - lo].unsqueeze(-2), self._bands[key].unsqueeze(-1)).view(pk.shape[:3])
+
+    def _received(self, call, cur: _Open, pk, own, vis, q0: int, lo: int) -> None:
         """Per key: sum of p_i(j) and count over real queries i != j that see j."""
         b, h, q, kk = pk.shape
+        sums = self.layers[call.layer]
+        rq = cur.rq[:, q0:q0 + q]  # [B, q]
         sums.received[:, :, lo:lo + kk] += torch.matmul(rq[:, None, None, :], pk).squeeze(2)  # [B, H, K']
-        rows = torch.arange(q, device=pk.device)
-        diag = pk[:, :, rows, rows + q0 - lo] * rq[:, None]  # [B, H, q] the i == j terms
-        sums.received[:, :, q0:q0 + q] -= diag
-        if vis is None:
-            sums.support[:, :, lo:lo + kk] += _support(call, rq, q0, lo, kk)[:, None]
+        sums.received[:, :, q0:q0 + q] -= own * rq[:, None]  # the i == j terms
+        if vis is None:  # counted for the whole call at once (`_fold`)
             return
+        rows = torch.arange(q, device=pk.device)
         seen = vis.any(dim=1).float()  # [B|1, q, K']
         sums.support[:, :, lo:lo + kk] += torch.matmul(rq[:, None, :], seen)  # [B, 1, K']
         self_seen = vis[:, :, rows, rows + q0 - lo].any(dim=1, keepdim=True)  # [B|1, 1, q]
         sums.support[:, :, q0:q0 + q] -= self_seen * rq[:, None]
 
+    def _fold(self, call, cur: _Open) -> None:
+        """Add a finished call's per-query values, weighted by its real queries, to the sums."""
+        sums = self.layers[call.layer]
+        b, n = cur.rq.shape
+        w = cur.rq[:, None]  # [B, 1, Q]
+        pos = torch.arange(n, device=w.device) + call.q_offset
+        after = w * (pos[None] > cur.start[:, None]).float()[:, None]  # real queries at position >= 1
+        rows = torch.where(w > 0, cur.rows, 0.0)  # padding rows may be inf / NaN
+        ent, first, prev, own, dist, local = rows
+        sums.entropy += ent.sum((0, 2)).double()
+        n_vis = _n_visible(call, 0, n, None) if cur.n_vis is None else cur.n_vis  # [B|1, 1|H, Q]
+        use = (n_vis >= 2).float() * w
+        sums.entropy_norm += (ent / n_vis.clamp(min=2).float().log() * use).sum((0, 2)).double()
+        sums.n_norm += use.expand_as(ent).sum((0, 2)).double()
+        sums.sink_mass += (first * after).sum((0, 2)).double()
+        sums.prev_token += (prev * after).sum((0, 2)).double()
+        sums.self_mass += (own * w).sum((0, 2)).double()
+        sums.mean_distance += (dist * w).sum((0, 2)).double()
+        sums.local_mass += (local * w).sum((0, 2)).double()
+        if cur.n_vis is None:
+            sums.support += _support(call, cur.rq, 0, 0, call.k_len)[:, None]
+        sums.n_query += float(cur.rq.sum())
+        sums.n_after += float(after.sum())
+
     def result(self) -> dict:
         """{layer: {stat: [H] float64 tensor, 'received': [B, H, K], 'support': [B, 1, K]}}."""
+        if self._open:
+            layer, cur = next(iter(self._open.items()))
+            raise RuntimeError(f"HeadStats: layer {layer}'s prefill stopped after {cur.done} of "
+                               f"{cur.rq.shape[1]} queries; its statistics are incomplete")
         out = {}
         for layer, s in sorted(self.layers.items()):
             n, after = max(s.n_query, 1.0), max(s.n_after, 1.0)
@@ -200,6 +238,16 @@ class HeadStats:
                 "support": s.support,
             }
         return out
+
+
+def _entropy(pk, scores, lse) -> torch.Tensor:
+    """H_i = -sum_j p_i(j) ln p_i(j) per query of the block, [B, H, q] nats."""
+    if scores is None:
+        return torch.special.entr(pk).sum(-1)
+    if lse is None:
+        top, idx = scores.max(-1, keepdim=True)  # [B, H, q, 1]
+        lse = (top - pk.gather(-1, idx).log()).squeeze(-1)
+    return lse - torch.einsum("bhqk,bhqk->bhq", pk, scores)  # 2x faster than vecdot on CPU
 
 
 def key_range(call, q0: int, q1: int) -> tuple[int, int]:
