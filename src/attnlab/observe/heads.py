@@ -35,11 +35,15 @@ def run_stats(model, enc: dict, block_size: int = 64, local_window: int = 32, on
     import torch
 
     from ..session import attach
+    from .fused import release
 
     stats = HeadStats(real=enc.get("attention_mask"), local_window=local_window, on_layer=on_layer)
     base = getattr(model, "base_model", model)
-    with attach(model, kernel=kernel, observe=[stats], block_size=block_size), torch.no_grad():
-        base(**enc)
+    try:
+        with attach(model, kernel=kernel, observe=[stats], block_size=block_size), torch.no_grad():
+            base(**enc)
+    finally:
+        release()
     return stats
 
 
