@@ -1,7 +1,7 @@
 """Streaming per-head statistics vs a plain SDPA forward (and vs eager maps), on SmolLM2.
 
     flock /tmp/attnlab-heavy.lock python benchmarks/head_stats.py \
-        [--tokens 4096 8192] [--repeats 3] [--maps 4096] [--maps-repeats 1] [--block-size 64] [--threads N]
+        [--tokens 4096 8192] [--repeats 3] [--maps 4096] [--maps-repeats 1] [--block-size 256] [--threads N]
 
 Variants, each run in its own fresh subprocess so that its peak RSS (ru_maxrss) is its own:
   sdpa   the stock model's SDPA forward (base model, no LM head), no attnlab
@@ -139,7 +139,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--maps", type=int, nargs="*", default=[4096], help="lengths for the eager-maps variant")
     p.add_argument("--maps-repeats", type=int, default=1)
-    p.add_argument("--block-size", type=int, default=64)
+    p.add_argument("--block-size", type=int, default=256)
     p.add_argument("--threads", type=int, default=None, help="torch threads per variant (default: torch's)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()

@@ -128,15 +128,16 @@ def _lse(call: AttnCall, scores: torch.Tensor, probs: torch.Tensor, q0: int, lo:
     return scores.gather(-1, own).squeeze(-1) - p_own.log()
 
 
-def forward(call: AttnCall, hooks: Hooks, block_size: int | None = 64) -> KernelOutput:
+def forward(call: AttnCall, hooks: Hooks, block_size: int | None = 256) -> KernelOutput:
     """Exact attention in query blocks of `block_size` (None = one block), each on its visible keys.
 
     Per block: logits S, P = softmax(S) (as `eager`, so outputs follow eager's rounding),
     one matmul P @ [V | j] (output and key-position mean), and lse (`_lse`). Observers get
     P, S and rows {"lse", "key_mean"} [B, H, q]. S and P live in two buffers reused by
-    every block and call (`scratch`), so observers must not keep them.
-    64-query blocks keep a block of SmolLM2's 9 heads at 8k keys (19 MB) near the cache,
-    so the observers' passes over it are cheap.
+    every block and call (`scratch`), so observers must not keep them. With the buffers
+    reused, 256-query blocks measured fastest on SmolLM2 (one layer at 8192 tokens, 2
+    threads: 1.82x SDPA's time vs 1.96x at 128 and 2.20x at 64): fewer, larger matrix
+    products and fewer small per-block operations.
     """
     if block_size is not None and block_size < 1:
         raise ValueError(f"stats: block_size must be >= 1, got {block_size}")

@@ -24,7 +24,7 @@ def token_texts(tokenizer, ids) -> list[str]:
     return [tokenizer.decode([int(i)]) for i in ids]
 
 
-def run_stats(model, enc: dict, block_size: int = 64, local_window: int = 32, on_layer=None,
+def run_stats(model, enc: dict, block_size: int = 256, local_window: int = 32, on_layer=None,
               kernel: str = "stats") -> HeadStats:
     """One forward of `enc` with a HeadStats observer; returns it.
 
@@ -48,7 +48,7 @@ def run_stats(model, enc: dict, block_size: int = 64, local_window: int = 32, on
 
 
 def head_stats(model, tokenizer, text, max_tokens: int | None = None, truncate: bool = False,
-               block_size: int = 64, progress=None, **params):
+               block_size: int = 256, progress=None, **params):
     """Per-head attention statistics of `model` on `text` (a string or a list: a padded batch).
 
     Returns a pandas DataFrame, one row per (layer, head), with the columns of
