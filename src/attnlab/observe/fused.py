@@ -8,8 +8,14 @@ that have `on_block` the trimmed probabilities and the logits:
 
     observer.on_block(call, q_start, probs [B, H, q, K'], k_start, scores [B, H, q, K'], rows)
 
-rows: per-query values the kernel has cheaply, {"lse": ln sum_j exp(s_ij), "key_mean":
-sum_j p_ij j (None for non-fp32 values)} as [B, H, q] fp32.
+rows: values the kernel has cheaply: "lse" = ln sum_j exp(s_ij) and "key_mean" = sum_j
+p_ij j ([B, H, q] fp32; key_mean None for non-fp32 values on the torch path), and on the
+native path also "dot" = sum_j p_ij s_ij [B, H, q] and "col" = sum_i p_ij [B, H, K'].
+
+Native path (`attnlab.native`, a small C file compiled on first use): dot, key_mean and
+col in one sweep over the block instead of three torch passes (P itself always comes from
+torch's softmax, as in eager); without a C compiler (or with ATTNLAB_NATIVE=0) the same
+quantities come from torch operations.
 
 GQA is served without repeating keys: the G query heads of a key/value head are stacked
 along the query axis of one matmul. Output equals `eager`'s up to float rounding (the
@@ -27,6 +33,7 @@ import torch
 
 from ..call import AttnCall, KernelOutput
 from ..hooks import Hooks
+from ..native import rowpass, rowpass_library
 from .stats import key_range
 
 
@@ -147,7 +154,8 @@ def forward(call: AttnCall, hooks: Hooks, block_size: int | None = 256) -> Kerne
         return eager.forward(call, hooks, block_size=block_size)
     b, h_kv, g = call.batch, call.num_kv_heads, call.groups
     dv = call.value.shape[-1]
-    ext = _values_with_positions(call)
+    native = call.query.device.type == "cpu" and rowpass_library() is not None
+    ext = None if native else _values_with_positions(call)
     step = min(block_size or call.q_len, call.q_len)
     s_buf, p_buf = scratch(b * h_kv * g * step * call.k_len, call.query.device)
     output = torch.empty(b, call.q_len, h_kv * g, dv, dtype=call.value.dtype, device=call.value.device)
@@ -156,17 +164,20 @@ def forward(call: AttnCall, hooks: Hooks, block_size: int | None = 256) -> Kerne
         q = q1 - q0
         lo, hi = key_range(call, q0, q1)
         scores = _logits(call, q0, q1, lo, hi, s_buf)  # [B, H, q, K']
-        probs = torch.softmax(scores, dim=-1, out=p_buf[:scores.numel()].view(scores.shape))
-        lse = _lse(call, scores, probs, q0, lo)
-        flat = probs.to(call.value.dtype).view(b, h_kv, g * q, hi - lo)
+        probs = p_buf[:scores.numel()].view(scores.shape)
+        flat = probs.view(b, h_kv, g * q, hi - lo)
+        torch.softmax(scores, dim=-1, out=probs)  # as eager: the model's outputs keep eager's rounding
+        rows = {"lse": _lse(call, scores, probs, q0, lo), "key_mean": None}
+        if native:  # the statistics' row and column sums in one C sweep
+            dot, key_mean, col = rowpass(scores, probs)
+            rows.update(key_mean=key_mean + lo, dot=dot, col=col)
         if ext is None:
-            out, key_mean = torch.matmul(flat, call.value[:, :, lo:hi]), None
+            out = torch.matmul(flat.to(call.value.dtype), call.value[:, :, lo:hi])
         else:
             out = torch.matmul(flat, ext[:, :, lo:hi])  # [B, H_kv, G*q, Dv']
-            key_mean = out[..., dv].reshape(b, h_kv * g, q)
+            rows["key_mean"] = out[..., dv].reshape(b, h_kv * g, q)
             out = out[..., :dv]
         output[:, q0:q1] = out.reshape(b, h_kv * g, q, dv).transpose(1, 2)
-        rows = {"lse": lse, "key_mean": key_mean}
         for obs in hooks.observers:
             obs.on_block(call, q0, probs, lo, scores, rows)
     return KernelOutput(output=output)

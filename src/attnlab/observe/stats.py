@@ -39,7 +39,7 @@ class _LayerSums:
     mean_distance: torch.Tensor
     local_mass: torch.Tensor
     n_norm: torch.Tensor  # [H] queries counted by entropy_norm
-    received: torch.Tensor  # [B, H, K] sum of p_i(j) over real queries i != j
+    received: torch.Tensor  # [B, H, K] fp64 sum of p_i(j) over real queries i != j
     support: torch.Tensor  # [B, 1|H, K] number of such queries that see j
     n_query: float = 0.0  # real queries
     n_after: float = 0.0  # real queries with i >= 1 (sink_mass, prev_token)
@@ -47,7 +47,7 @@ class _LayerSums:
 
 def _zeros(b: int, h: int, k: int) -> _LayerSums:
     vec = [torch.zeros(h, dtype=torch.float64) for _ in range(8)]
-    return _LayerSums(*vec, received=torch.zeros(b, h, k), support=torch.zeros(b, 1, k))
+    return _LayerSums(*vec, received=torch.zeros(b, h, k, dtype=torch.float64), support=torch.zeros(b, 1, k))
 
 
 @dataclass
@@ -104,8 +104,9 @@ class HeadStats:
         key a query of the block may see (`key_range`); scores: the matching masked logits
         [B, H, q, K'] or None. With scores, H_i = lse_i - sum_j p_i(j) s_ij (no logarithm
         per element); lse_i = max_j s_ij - ln max_j p_i(j) unless rows["lse"] gives it.
-        rows: optional per-query values a kernel already has, [B, H, q]: "lse" and
-        "key_mean" (sum_j p_i(j) j, used for mean_distance of causal calls).
+        rows: optional values a kernel already has: "lse", "key_mean" (sum_j p_i(j) j, used
+        for mean_distance of causal calls) and "dot" (sum_j p_i(j) s_ij), [B, H, q]; "col"
+        (sum_i p_i(j) over the block's queries, [B, H, K']).
         Neither probs nor scores is kept after the call returns.
         """
         rows = rows or {}
@@ -119,7 +120,7 @@ class HeadStats:
         # which keys each query sees: only built when the mask is not a function of positions
         vis = None if call.mask is None else call.visible(q_start, q1)[..., lo:lo + kk]  # [B|1, 1|H, q, K']
         out = cur.rows[..., q_start:q1]  # [6, B, H, q]
-        out[0] = _entropy(probs, scores, rows.get("lse"))
+        out[0] = _entropy(probs, scores, rows.get("lse"), rows.get("dot"))
         idx = cur.diag[:, q_start:q1] - lo  # [B, q, 3] relative to the key range
         inside = (idx >= 0) & (idx < kk)  # outside the range: invisible, probability 0
         out[1:4] = (probs.gather(-1, idx.clamp(0, kk - 1)[:, None].expand(b, h, q, 3))
@@ -128,7 +129,7 @@ class HeadStats:
         out[5] = self._local(probs, q_start + call.q_offset, lo)
         if vis is not None:
             cur.n_vis[..., q_start:q1] = vis.sum(-1)
-        self._received(call, cur, probs, out[3], vis, q_start, lo)
+        self._received(call, cur, probs, out[3], vis, q_start, lo, rows.get("col"))
         cur.done = q1
         if q1 == call.q_len:
             self._fold(call, cur)
@@ -176,15 +177,24 @@ class HeadStats:
             i = torch.arange(i0, i0 + q, dtype=torch.float32)
             j = torch.arange(blo, bhi, dtype=torch.float32)
             self._bands[key] = ((i[:, None] - j[None, :]).abs() < w).float().to(pk.device)  # [q, K'']
-        return torch.matmul(pk[..., blo - lo:bhi - lo].unsqueeze(-2), self._bands[key].unsqueeze(-1)).view(pk.shape[:3])
+        return torch.einsum("bhqk,qk->bhq", pk[..., blo - lo:bhi - lo], self._bands[key])  # no copy of the slice
 
-    def _received(self, call, cur: _Open, pk, own, vis, q0: int, lo: int) -> None:
-        """Per key: sum of p_i(j) and count over real queries i != j that see j."""
+    def _received(self, call, cur: _Open, pk, own, vis, q0: int, lo: int, col=None) -> None:
+        """Per key: sum of p_i(j) and count over real queries i != j that see j.
+
+        col: sum_i p_i(j) over every query of the block, [B, H, K'], when the kernel has it.
+        Sums run in fp64 across blocks (a sink key's sum reaches thousands).
+        """
         b, h, q, kk = pk.shape
         sums = self.layers[call.layer]
         rq = cur.rq[:, q0:q0 + q]  # [B, q]
-        sums.received[:, :, lo:lo + kk] += torch.matmul(rq[:, None, None, :], pk).squeeze(2)  # [B, H, K']
-        sums.received[:, :, q0:q0 + q] -= own * rq[:, None]  # the i == j terms
+        padded = bool((rq < 1).any())
+        if col is None:  # torch's sum is pairwise, more exact than a matrix-vector product
+            col = (pk * rq[:, None, :, None] if padded else pk).sum(2)  # [B, H, K']
+        elif padded:  # take the padding queries' rows back out
+            col = col - (pk * (1 - rq)[:, None, :, None]).sum(2)
+        sums.received[:, :, lo:lo + kk] += col
+        sums.received[:, :, q0:q0 + q] -= (own * rq[:, None]).double()  # the i == j terms
         if vis is None:  # counted for the whole call at once (`_fold`)
             return
         rows = torch.arange(q, device=pk.device)
@@ -240,8 +250,13 @@ class HeadStats:
         return out
 
 
-def _entropy(pk, scores, lse) -> torch.Tensor:
-    """H_i = -sum_j p_i(j) ln p_i(j) per query of the block, [B, H, q] nats."""
+def _entropy(pk, scores, lse, dot=None) -> torch.Tensor:
+    """H_i = -sum_j p_i(j) ln p_i(j) per query of the block, [B, H, q] nats.
+
+    = lse_i - sum_j p_i(j) s_ij; dot: that sum when the kernel has it (with lse).
+    """
+    if dot is not None and lse is not None:
+        return lse - dot
     if scores is None:
         return torch.special.entr(pk).sum(-1)
     if lse is None:
