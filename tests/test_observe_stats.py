@@ -211,3 +211,14 @@ def test_native_rowpass_equals_torch_sums():
     assert torch.allclose(dot, (probs * scores).sum(-1), atol=1e-5)
     assert torch.allclose(key_mean, probs @ torch.arange(37.0), atol=1e-4)
     assert col.dtype == torch.float64 and torch.allclose(col, probs.double().sum(2), atol=1e-6)
+
+
+def test_native_library_keeps_denormals():
+    """Built with -ffast-math but linked without it: loading it must not switch the process
+    (torch included) to flush-to-zero arithmetic, as gcc's crtfastmath.o would."""
+    from attnlab.native import rowpass_library
+
+    if rowpass_library() is None:
+        pytest.skip("no C compiler")
+    tiny_value = torch.tensor(1e-40, dtype=torch.float32)  # a denormal
+    assert float(tiny_value * 1.5) > 0
