@@ -83,6 +83,9 @@ def rowpass(scores, probs):
     """
     import torch
 
+    ok = all(t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous() for t in (scores, probs))
+    if not ok or scores.shape != probs.shape:  # the C code walks raw memory
+        raise ValueError("rowpass: scores and probs must be contiguous fp32 CPU tensors of one shape")
     lib = rowpass_library()
     b, h, q, k = scores.shape
     threads = max(1, torch.get_num_threads())

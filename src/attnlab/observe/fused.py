@@ -34,7 +34,7 @@ import torch
 from ..call import AttnCall, KernelOutput
 from ..hooks import Hooks
 from ..native import rowpass, rowpass_library
-from .stats import key_range
+from .stats import key_range, lse_from_top
 
 
 def covers(call: AttnCall, hooks: Hooks) -> bool:
@@ -131,7 +131,7 @@ def _lse(call: AttnCall, scores: torch.Tensor, probs: torch.Tensor, q0: int, lo:
     own = (torch.arange(q, device=probs.device) + q0 + call.q_offset - lo).view(1, 1, q, 1).expand(b, h, q, 1)
     p_own = probs.gather(-1, own).squeeze(-1)
     if bool((p_own < 1e-30).any()):
-        return scores.amax(-1) - probs.amax(-1).log()
+        return lse_from_top(scores, probs)
     return scores.gather(-1, own).squeeze(-1) - p_own.log()
 
 

@@ -250,6 +250,11 @@ class HeadStats:
         return out
 
 
+def lse_from_top(scores: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """ln sum_j exp(s_ij) per query, [B, H, q]: max_j s_ij - ln max_j p_ij (p = softmax(s))."""
+    return scores.amax(-1) - probs.amax(-1).log()
+
+
 def _entropy(pk, scores, lse, dot=None) -> torch.Tensor:
     """H_i = -sum_j p_i(j) ln p_i(j) per query of the block, [B, H, q] nats.
 
@@ -260,8 +265,7 @@ def _entropy(pk, scores, lse, dot=None) -> torch.Tensor:
     if scores is None:
         return torch.special.entr(pk).sum(-1)
     if lse is None:
-        top, idx = scores.max(-1, keepdim=True)  # [B, H, q, 1]
-        lse = (top - pk.gather(-1, idx).log()).squeeze(-1)
+        lse = lse_from_top(scores, pk)
     return lse - torch.einsum("bhqk,bhqk->bhq", pk, scores)  # 2x faster than vecdot on CPU
 
 
