@@ -74,7 +74,7 @@ def timed(fn, repeats: int, warm: bool = False) -> tuple[float, object]:
 def run(model_name: str, length: int, layers: list[int], specs: list[str], repeats: int) -> list[dict]:
     import torch
 
-    from attnlab.hooks import Hooks
+    from attnlab.core.hooks import Hooks
     from attnlab.kernels import get_kernel, parse_spec
 
     rows = []

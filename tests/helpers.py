@@ -43,3 +43,10 @@ class ScaleHead:
         output = output.clone()
         output[:, :, self.head] *= self.factor
         return output
+
+
+def layers_of(result: dict) -> dict:
+    """{layer: value} of a per-site result dict of a single-stack model (asserts one stack)."""
+    stacks = {site.name for site in result}
+    assert len(stacks) <= 1, stacks
+    return {site.layer: value for site, value in result.items()}

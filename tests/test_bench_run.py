@@ -9,7 +9,7 @@ import torch
 import tiny
 from attnlab.bench import measure, worker
 from attnlab.kernels import KERNELS, Kernel
-from attnlab.session import attach
+from attnlab.core.session import attach
 
 
 @pytest.mark.parametrize("build", [tiny.llama, tiny.gemma3], ids=["llama", "gemma3"])

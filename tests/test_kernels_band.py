@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import tiny
-from attnlab.hooks import Hooks
+from attnlab.core.hooks import Hooks
 from attnlab.kernels import blocks as bk
 from attnlab.kernels import get_kernel
 

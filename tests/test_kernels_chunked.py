@@ -5,8 +5,8 @@ import torch
 
 import attnlab
 import tiny
-from attnlab.call import AttnCall
-from attnlab.hooks import Hooks
+from attnlab.core.call import AttnCall, Site
+from attnlab.core.hooks import Hooks
 from attnlab.kernels import chunked, eager
 from helpers import layer_diffs
 
@@ -18,7 +18,7 @@ def _call(b=2, h=4, h_kv=2, q=37, k=37, d=8, causal=True, window=None, softcap=N
         mask = torch.ones(b, 1, q, k, dtype=torch.bool).tril(k - q)
         mask[1, :, :, :pad] = False  # row 1 is left-padded
     return AttnCall(
-        layer=0, query=torch.randn(b, h, q, d, generator=g), key=torch.randn(b, h_kv, k, d, generator=g),
+        site=Site("decoder", "self", 0), query=torch.randn(b, h, q, d, generator=g), key=torch.randn(b, h_kv, k, d, generator=g),
         value=torch.randn(b, h_kv, k, d, generator=g), mask=mask, scaling=d ** -0.5, causal=causal,
         sliding_window=window, softcap=softcap,
         bias=torch.randn(1, h, q, k, generator=g) if bias else None)

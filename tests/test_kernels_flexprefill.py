@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from attnlab.hooks import Hooks
+from attnlab.core.hooks import Hooks
 from attnlab.kernels import blocks as bk
 from attnlab.kernels import eager, flexprefill
 from test_kernels_chunked import _call

@@ -9,7 +9,7 @@ import torch
 
 import attnlab
 import tiny
-from attnlab.hooks import Hooks
+from attnlab.core.hooks import Hooks
 from attnlab.kernels import KERNELS, eager, parse_spec
 from helpers import layer_diffs
 from test_kernels_chunked import CASES, _call

@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 import torch
 
-from attnlab.hooks import Hooks
+from attnlab.core.hooks import Hooks
 from attnlab.kernels import eager, window
 from test_kernels_chunked import _call
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import tiny
+from helpers import layers_of
 from attnlab.observe.heads import run_stats
 from attnlab.observe.reference import stats_from_maps
 from attnlab.observe.stats import SCALARS
@@ -28,7 +29,7 @@ def _windows(model):
 
 
 def _compare(model, enc, causal, block_size, min_support=1, kernel="stats"):
-    got = run_stats(model, enc, block_size=block_size, kernel=kernel).result()
+    got = layers_of(run_stats(model, enc, block_size=block_size, kernel=kernel).result())
     real = enc["attention_mask"].bool()
     ref = stats_from_maps(_maps(model, enc), real, causal, _windows(model))
     assert sorted(got) == sorted(ref)
@@ -90,7 +91,7 @@ def test_bert_non_causal_batch2_padding(kernel):
 def test_outputs_unchanged_while_observing(build):
     import attnlab
     from attnlab.observe.stats import HeadStats
-    from helpers import layer_diffs
+    from helpers import layers_of, layer_diffs
 
     model = build()
     ids, mask = tiny.token_batch(batch=2, length=24, pad_left=5)
@@ -148,7 +149,7 @@ def test_stats_kernel_lse_equals_logsumexp(self_logit):
     """lse from the own key's probability, and the fallback when that probability underflows."""
     from types import SimpleNamespace
 
-    from attnlab.observe.fused import _lse
+    from attnlab.kernels.stats import _lse
 
     torch.manual_seed(0)
     scores = torch.randn(1, 2, 4, 10) * 3  # queries 0..3 of a block starting at q0=6, keys lo=0..9
@@ -163,7 +164,7 @@ def test_stats_kernel_lse_equals_logsumexp(self_logit):
 def test_stats_kernel_scratch_buffers_grow_and_are_released():
     """S/P buffers are kept between calls (grown for a longer input) and freed by run_stats."""
     import attnlab
-    from attnlab.observe import fused
+    from attnlab.kernels import stats as fused
     from attnlab.observe.stats import HeadStats
 
     model = tiny.llama()
@@ -181,21 +182,21 @@ def test_stats_kernel_scratch_buffers_grow_and_are_released():
 
 
 def test_head_stats_refuses_incomplete_or_out_of_order_blocks():
-    from attnlab.call import AttnCall
+    from attnlab.core.call import AttnCall, Site
     from attnlab.observe.stats import HeadStats
 
     torch.manual_seed(0)
     q, k = torch.randn(1, 2, 6, 4), torch.randn(1, 2, 6, 4)
-    call = AttnCall(layer=0, query=q, key=k, value=k, mask=None, scaling=0.5, causal=True)
+    call = AttnCall(site=Site("decoder", "self", 0), query=q, key=k, value=k, mask=None, scaling=0.5, causal=True)
     probs = torch.softmax(torch.randn(1, 2, 6, 6), -1)
     stats = HeadStats()
     stats.on_block(call, 0, probs[:, :, :3, :3], 0)
     with pytest.raises(ValueError, match="got queries from 4, expected 3"):
         stats.on_block(call, 4, probs[:, :, 4:, :], 0)
     with pytest.raises(RuntimeError, match="stopped after 3 of 6 queries"):
-        stats.result()
+        layers_of(stats.result())
     stats.on_block(call, 3, probs[:, :, 3:, :], 0)
-    assert stats.result()[0]["entropy"].shape == (2,)
+    assert layers_of(stats.result())[0]["entropy"].shape == (2,)
 
 
 def test_native_rowpass_equals_torch_sums():

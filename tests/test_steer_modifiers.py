@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from attnlab import attach, steer
-from attnlab.call import AttnCall
-from attnlab.kernels.eager import block_scores
+from attnlab.core.call import AttnCall, Site
+from attnlab.core.scores import logits
 
 import tiny
 
@@ -23,12 +23,11 @@ def _call(B=2, H=4, H_kv=2, Q=6, pad_left=0, seed=0):
     if pad_left:
         mask = torch.ones(Q, Q).tril().bool()[None, None].repeat(B, 1, 1, 1)
         mask[1, :, :, :pad_left] = False
-    return AttnCall(layer=1, query=q, key=k, value=v, mask=mask, scaling=1.0, causal=True)
+    return AttnCall(site=Site("decoder", "self", 1), query=q, key=k, value=v, mask=mask, scaling=1.0, causal=True)
 
 
 def _probs(call):
-    key, _ = call.kv_for_heads()
-    return torch.softmax(block_scores(call, 0, call.q_len, key), -1)  # [B, H, Q, K]
+    return torch.softmax(logits(call), -1)  # [B, H, Q, K]
 
 
 class Grab:
@@ -85,8 +84,7 @@ def test_identity_mix_and_recency_formulas():
 
 def test_temperature_scales_visible_scores_only():
     call = _call(pad_left=2)
-    key, _ = call.kv_for_heads()
-    s = block_scores(call, 0, call.q_len, key)
+    s = logits(call)
     out = steer.temperature(0.5, layers=[1]).scores(call, 0, s.clone())
     vis = call.visible().expand_as(s)
     torch.testing.assert_close(out[vis], s[vis] * 2)

@@ -37,7 +37,7 @@ def layout(model, tokenizer, kernel: str = "sdpa") -> dict:
     import torch
 
     from .models import context_length
-    from .session import attach
+    from .core.session import attach
     from .text import encode
 
     recorder = LayerRecorder()

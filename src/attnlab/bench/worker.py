@@ -39,7 +39,7 @@ def _load(task: dict):
 
 def _parity(model, ids, task: dict) -> dict:
     """Logits of the kernel (full-budget parameters) vs sdpa on the first parity_tokens tokens."""
-    from ..session import attach
+    from ..core.session import attach
     from . import measure
 
     n = min(task["parity_tokens"], ids.shape[1])
@@ -60,7 +60,7 @@ def run_cell(task: dict) -> dict:
     """Time `repeats` prefills of ids[:length] with one kernel; then ppl, KL, decode speed."""
     import torch
 
-    from ..session import attach
+    from ..core.session import attach
     from . import measure
 
     model, _ = _load(task)
@@ -119,7 +119,7 @@ def _quality(model, hidden, ids, task: dict) -> dict:
 
 def run_needles(task: dict) -> dict:
     """Greedy completions of each needle prompt under the kernel; exact-match per case."""
-    from ..session import attach
+    from ..core.session import attach
     from . import measure
     from .needles import NeedleCase, is_correct
 

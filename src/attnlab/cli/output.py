@@ -38,7 +38,7 @@ def fail(message: str, code: int = 2):
 
 def guarded(fn: Callable):
     """Run fn(), turning the errors a user can cause into one clean message and exit 2."""
-    from ..session import UnsupportedModelError
+    from ..core.session import UnsupportedModelError
     from ..text import InputError
 
     try:

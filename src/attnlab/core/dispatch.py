@@ -18,6 +18,14 @@ NAME = "attnlab"
 # id(attention module) -> (weak reference to the module, its Session). Filled by attach().
 _ROUTES: dict[int, tuple[weakref.ref, object]] = {}
 
+# Tensor keyword arguments transformers passes that need no handling: rotary positions are
+# already applied to q and k; cache positions are read from the cache itself.
+HARMLESS_TENSORS = ("position_ids", "cache_position")
+
+
+class UnsupportedCallError(TypeError):
+    """An attention call carries something attnlab does not know how to apply."""
+
 
 def register() -> None:
     """Register the dispatcher and its mask function under NAME (idempotent)."""
@@ -56,25 +64,51 @@ def _normalise_mask(mask: torch.Tensor | None, k_len: int) -> tuple[torch.Tensor
     return visible, (bias if bool(bias.any()) else None)
 
 
+def score_terms(module, kwargs: dict) -> dict:
+    """Take the score terms out of the kwargs (which keep only flags); unknown tensors are an error."""
+    terms = {
+        "sliding_window": kwargs.pop("sliding_window", None) or getattr(module, "sliding_window", None),
+        "softcap": kwargs.pop("softcap", None),
+        "position_bias": kwargs.pop("position_bias", None),
+        "sinks": kwargs.pop("s_aux", None),
+    }
+    for name in HARMLESS_TENSORS:
+        kwargs.pop(name, None)
+    unknown = sorted(n for n, v in kwargs.items() if torch.is_tensor(v))
+    if unknown:
+        raise UnsupportedCallError(
+            f"{type(module).__name__} passes the tensor argument(s) {', '.join(unknown)} to its attention "
+            "function, which attnlab does not know how to apply; it refuses rather than ignore them")
+    return terms
+
+
 def build_call(session, module, query, key, value, attention_mask, dropout, scaling, is_causal, kwargs) -> AttnCall:
-    """Assemble the AttnCall of one attention call (see `attnlab.call` for shapes)."""
+    """Assemble the AttnCall of one attention call (see `attnlab.core.call` for shapes)."""
     kwargs = dict(kwargs)
-    window = kwargs.pop("sliding_window", None) or getattr(module, "sliding_window", None)
-    softcap = kwargs.pop("softcap", None)
+    terms = score_terms(module, kwargs)
+    site = session.site_of(module, query.shape[2], key.shape[2])
+    q_start, k_start = session.positions(module, site, query.shape[2], key.shape[2])
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
     mask, bias = _normalise_mask(attention_mask, key.shape[2])
+    position_bias = terms["position_bias"]
+    if position_bias is not None:
+        position_bias = position_bias[..., :key.shape[2]]
     return AttnCall(
-        layer=session.layer_of(module),
+        site=site,
         query=query,
         key=key,
         value=value,
         mask=mask,
         bias=bias,
         scaling=scaling if scaling is not None else query.shape[-1] ** -0.5,
-        causal=bool(causal),
-        sliding_window=window,
-        softcap=softcap,
+        causal=bool(causal) and site.role == "self",
+        q_start=q_start,
+        k_start=k_start,
+        sliding_window=terms["sliding_window"] if site.role == "self" else None,
+        softcap=terms["softcap"],
         dropout=dropout,
+        position_bias=position_bias,
+        sinks=terms["sinks"],
         module=module,
         kwargs=kwargs,
     )

@@ -1,7 +1,7 @@
 """The modifier and observer protocols, and how one attention call runs them.
 
 A modifier changes attention for chosen heads; an observer measures it. Both are plain
-objects with any of these optional methods (shapes as in `attnlab.call`):
+objects with any of these optional methods (shapes as in `attnlab.core.call`):
 
   modifier.scores(call, q_start, scores) -> scores   scores [B, H, q, K], pre-softmax logits
   modifier.probs(call, q_start, probs)   -> probs    probs  [B, H, q, K], fp32
@@ -70,6 +70,23 @@ class Hooks:
             if _has(obs, "on_output"):
                 obs.on_output(call, output)
         return output
+
+    def run_probs(self, call: AttnCall, q_start: int, scores: torch.Tensor, k_start: int = 0) -> torch.Tensor:
+        """THE hook protocol of one query block: score modifiers -> softmax (with the call's
+        sink column) -> probability modifiers -> observers. Every kernel that forms
+        probabilities calls this, so no kernel can forget a hook.
+
+        scores [B, H, q, K'] fp32 masked logits (`core.scores.logits`); hooks see the
+        block on all keys, so a kernel passing a key sub-range (k_start > 0 or K' < K) may
+        only do so when there are no hooks on scores or probabilities.
+        """
+        from .scores import probs as softmax
+
+        if k_start or scores.shape[-1] != call.k_len:
+            if self.needing_probs():
+                raise ValueError("run_probs: hooks need blocks on all keys")
+            return softmax(call, scores)
+        return self.probs(call, q_start, softmax(call, self.scores(call, q_start, scores)))
 
     @property
     def touches_scores(self) -> bool:

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import dispatch
-from .call import AttnCall
+from . import dispatch, sites
+from .call import AttnCall, Site
 from .hooks import Hooks
-from .kernels import Kernel, check_params, get_kernel
+from ..kernels import Kernel, check_params, get_kernel
 
 
 class UnsupportedModelError(TypeError):
@@ -28,14 +28,42 @@ class Session:
     calls: int = 0
     calls_by_phase: dict = field(default_factory=dict)
     densities: list = field(default_factory=list)
-    _layers: dict = field(default_factory=dict)
+    names: dict = field(default_factory=dict)  # id(module) -> qualified name
+    stacks: dict = field(default_factory=dict)  # layer-list path -> stack name
+    seen: dict = field(default_factory=dict)  # id(module) -> sites.Seen of its current call
+    _sites: dict = field(default_factory=dict)
+    _self_start: dict = field(default_factory=dict)  # (stack, layer) -> q_start of its self-attention
+
+    def site_of(self, module: torch.nn.Module, q_len: int = 0, k_len: int = 0) -> Site:
+        """The module's (stack, role, layer), from its place in the model (`core.sites`)."""
+        seen = self.seen.get(id(module))
+        key = (id(module), bool(seen and seen.encoder_states))
+        if key not in self._sites:
+            name = self.names.get(id(module), type(module).__name__)
+            self._sites[key] = sites.resolve(name, module, self.stacks, key[1])
+        return self._sites[key]
+
+    def positions(self, module, site: Site, q_len: int, k_len: int) -> tuple[int, int | None]:
+        """(q_start, k_start) of a call: from the module's cache length, never from K - Q alone.
+
+        Self-attention: queries start after the cached tokens; keys are the last k_len
+        positions (a sliding-window cache holds only its window) or, when there are more
+        key slots than tokens (a static cache), slots 0..K-1. Without a cache in sight the
+        keys are the cached prefix plus the queries (K - Q). Cross-attention: the queries
+        continue the decoder's own self-attention positions; keys have none.
+        """
+        seen = self.seen.get(id(module))
+        past = seen.past if seen is not None else None
+        if site.role == "cross":
+            return self._self_start.get((site.stack, site.layer), 0), None
+        q_start = k_len - q_len if past is None else past
+        k_start = q_start + q_len - k_len if k_len <= q_start + q_len else 0
+        self._self_start[(site.stack, site.layer)] = q_start
+        return q_start, k_start
 
     def layer_of(self, module: torch.nn.Module) -> int:
-        """The module's `layer_idx`, or (ViT, CLIP, ...) its rank among modules first seen."""
-        idx = getattr(module, "layer_idx", None)
-        if isinstance(idx, int):
-            return idx
-        return self._layers.setdefault(id(module), len(self._layers))
+        """The module's layer within its stack."""
+        return self.site_of(module).layer
 
     def run(self, call: AttnCall):
         self.calls += 1
@@ -97,7 +125,7 @@ def _make_session(kernel: str, params: dict, modify, observe) -> Session:
 
 
 def _kernels() -> dict:
-    from .kernels import KERNELS
+    from ..kernels import KERNELS
 
     return KERNELS
 
@@ -107,7 +135,7 @@ def attach(model, kernel: str = "sdpa", modify=(), observe=(), **kernel_params):
     """Route every attention call of `model` through attnlab inside a `with` block.
 
     kernel: a name from `attnlab.kernels.KERNELS`; kernel_params are its parameters.
-    modify / observe: modifiers and observers (see `attnlab.hooks`), applied in order.
+    modify / observe: modifiers and observers (see `attnlab.core.hooks`), applied in order.
     Yields the Session (call counts, densities). On exit, even after an exception, the
     model gets back exactly the attention implementation(s) it had. Attaching a model
     that is already attached raises RuntimeError.
@@ -119,14 +147,23 @@ def attach(model, kernel: str = "sdpa", modify=(), observe=(), **kernel_params):
         raise RuntimeError(f"{type(model).__name__} is already attached; leave the outer attach() first")
     dispatch.register()
     saved = [(cfg, cfg._attn_implementation_internal) for cfg in _configs(model)]
+    session.names = {id(m): n for n, m in model.named_modules()}
+    session.stacks = sites.stack_names(model)
+    handles = []
     try:
         for module in modules:
             dispatch.route(module, session)
+        for name, module in sites.attention_modules(model).values():
+            layer = getattr(module, "layer_idx", None)
+            hook = sites.make_pre_hook(session.seen, layer if isinstance(layer, int) else sites.split_name(name)[1])
+            handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
         model.set_attn_implementation(dispatch.NAME)
         if model.config._attn_implementation != dispatch.NAME:
             raise UnsupportedModelError(f"{type(model).__name__} refused attention implementation {dispatch.NAME!r}")
         yield session
     finally:
+        for handle in handles:
+            handle.remove()
         for cfg, impl in saved:
             cfg._attn_implementation_internal = impl
         for module in modules:

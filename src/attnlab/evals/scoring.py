@@ -120,7 +120,7 @@ def score(model, tokenizer, items, modify=(), kernel: str = "eager", batch_size:
     batch_size: items per forward (each item's choices ride along on its prompt's cache).
     progress: optional callable(n_done_items, n_total) called after each batch.
     """
-    from ..session import attach
+    from ..core.session import attach
 
     enc = _encode(tokenizer, items)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

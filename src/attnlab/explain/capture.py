@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from ..call import AttnCall
+from ..core.call import AttnCall
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -46,7 +46,7 @@ def capture(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None 
 
     input_ids [1, T]. Every call is a prefill over the whole sequence (K = T).
     """
-    from ..session import attach
+    from ..core.session import attach
 
     rec = _Recorder()
     kwargs = {"input_ids": input_ids}

@@ -38,7 +38,7 @@ def gradient_from_ids(model, ids, targets):
     """Attention x gradient relevance [T] (torch fp32) of the tokens after `targets` [t]."""
     import torch
 
-    from ..session import attach
+    from ..core.session import attach
 
     if int(targets.max()) + 1 >= ids.shape[1]:
         raise ValueError("attention x gradient needs the token after each target; the last position has none")

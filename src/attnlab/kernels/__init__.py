@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import block_topk, chunked, eager, flexprefill, sdpa, streaming, window
-from ..observe import fused as observe_fused
+from . import stats as stats_kernel
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ KERNELS: dict[str, Kernel] = {
     "block_topk": Kernel(block_topk.forward, False, "block-sparse: pooled-score top-k key blocks + sink + local (MoBA/Quest)"),
     "flexprefill": Kernel(flexprefill.forward, False, "FlexPrefill: per head query-aware or vertical-slash blocks reaching mass gamma"),
     "window": Kernel(window.forward, False, "neighborhood / strided / blocked windows (Generalized Neighborhood Attention)"),
-    "stats": Kernel(observe_fused.forward, True, "eager on each query block's visible keys; streams them to on_block observers"),
+    "stats": Kernel(stats_kernel.forward, True, "eager on each query block's visible keys; streams them to on_block observers"),
 }
 
 

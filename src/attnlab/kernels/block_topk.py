@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import torch
 
-from ..call import AttnCall, KernelOutput
-from ..hooks import Hooks
+from ..core.call import AttnCall, KernelOutput
+from ..core.hooks import Hooks
 from . import blocks as bk
 
 

@@ -25,8 +25,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..call import AttnCall, KernelOutput
-from ..hooks import Hooks
+from ..core import scores as sc
+from ..core.call import AttnCall, KernelOutput, refuse
+from ..core.hooks import Hooks
 
 CHUNK_BYTES = 1 << 27  # bound on one chunk's mask/score tensor (128 MiB)
 
@@ -39,10 +40,11 @@ class Grid:
     nq: int
     nk: int
     q_offset: int
+    device: torch.device = torch.device("cpu")
 
     def q_positions(self) -> torch.Tensor:
         """Absolute key position of every (padded) query row: [nq, size]."""
-        return self.q_offset + torch.arange(self.nq * self.size).view(self.nq, self.size)
+        return self.q_offset + torch.arange(self.nq * self.size, device=self.device).view(self.nq, self.size)
 
     def block_of_query(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Key blocks holding the first and the last query of each query block: [nq], [nq]."""
@@ -53,16 +55,21 @@ class Grid:
 def grid(call: AttnCall, size: int) -> Grid:
     if size < 1:
         raise ValueError(f"block size must be >= 1, got {size}")
-    return Grid(size, -(-call.q_len // size), -(-call.k_len // size), call.q_offset)
+    return Grid(size, -(-call.q_len // size), -(-call.k_len // size), call.q_offset, call.device)
 
 
 def check_supported(call: AttnCall, kernel: str) -> None:
-    """Sparse kernels take bool masks shared by all heads and no additive bias."""
-    if call.bias is not None:
-        raise ValueError(f"layer {call.layer}: kernel {kernel!r} does not support additive attention biases; "
-                         "use 'chunked' or 'eager'")
+    """Refuse, before any work, calls the sparse kernels cannot serve exactly: cross-attention
+    (their patterns are positions), additive biases and position biases, sink logits, and
+    masks that differ per head."""
+    if not call.positional:
+        refuse(call, kernel, "cross-attention (its sparse patterns are defined on positions)")
+    if call.bias is not None or call.position_bias is not None:
+        refuse(call, kernel, "additive attention biases or position biases", "'eager' or 'chunked'")
+    if call.sinks is not None:
+        refuse(call, kernel, "attention-sink logits (s_aux)", "'eager', 'chunked' or 'sdpa'")
     if call.mask is not None and call.mask.shape[1] != 1:
-        raise ValueError(f"layer {call.layer}: kernel {kernel!r} needs a mask shared by all heads")
+        refuse(call, kernel, "a mask that differs per head")
 
 
 def dense(call: AttnCall, hooks: Hooks) -> KernelOutput:
@@ -73,7 +80,7 @@ def dense(call: AttnCall, hooks: Hooks) -> KernelOutput:
     """
     from . import chunked
 
-    if call.softcap is not None or call.bias is not None:
+    if call.has_score_terms or not call.positional:
         return chunked.forward(call, hooks)
     mask, is_causal = call.mask, False
     if mask is None and call.causal:
@@ -125,8 +132,8 @@ def covers_window(call: AttnCall, keys: int) -> bool:
 def reachable(call: AttnCall, g: Grid) -> torch.Tensor:
     """Key blocks some query of each query block may see by position alone: bool [nq, nk]."""
     first, last = g.block_of_query()  # [nq]
-    blocks = torch.arange(g.nk)[None, :]  # [1, nk]
-    ok = torch.ones(g.nq, g.nk, dtype=torch.bool)
+    blocks = torch.arange(g.nk, device=g.device)[None, :]  # [1, nk]
+    ok = torch.ones(g.nq, g.nk, dtype=torch.bool, device=g.device)
     if call.causal:
         ok &= blocks <= last[:, None]
         if call.sliding_window is not None:
@@ -142,7 +149,7 @@ def first_keys(call: AttnCall) -> torch.Tensor:
     first new query sees (on a sliding-window layer, the first key of its window).
     """
     if call.mask is None:
-        return torch.zeros(call.batch, dtype=torch.long)
+        return torch.zeros(call.batch, dtype=torch.long, device=call.device)
     mask = call.mask[:, 0].expand(call.batch, -1, -1)  # [B, Q, K]
     if call.q_offset == 0:
         own = torch.diagonal(mask, dim1=1, dim2=2)  # [B, Q] real tokens see themselves
@@ -155,8 +162,8 @@ def pooled(call: AttnCall, g: Grid) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean query of each query block [B, H, nq, D] and mean key of each key block [B, H_kv, nk, D] (fp32)."""
     q = F.pad(call.query.float(), (0, 0, 0, g.nq * g.size - call.q_len)).view(*call.query.shape[:2], g.nq, g.size, -1)
     k = F.pad(call.key.float(), (0, 0, 0, g.nk * g.size - call.k_len)).view(*call.key.shape[:2], g.nk, g.size, -1)
-    q_real = (call.q_len - torch.arange(g.nq) * g.size).clamp(max=g.size)[:, None]  # [nq, 1]
-    k_real = (call.k_len - torch.arange(g.nk) * g.size).clamp(max=g.size)[:, None]
+    q_real = (call.q_len - torch.arange(g.nq, device=g.device) * g.size).clamp(max=g.size)[:, None]  # [nq, 1]
+    k_real = (call.k_len - torch.arange(g.nk, device=g.device) * g.size).clamp(max=g.size)[:, None]
     return q.sum(3) / q_real, k.sum(3) / k_real
 
 
@@ -169,7 +176,7 @@ def block_scores(call: AttnCall, g: Grid, qpool: torch.Tensor, kpool: torch.Tens
 
 def candidates(call: AttnCall, g: Grid) -> torch.Tensor:
     """Key blocks worth selecting: reachable by position and not all left padding: bool [B, 1, nq, nk]."""
-    k_last = torch.arange(g.nk) * g.size + g.size - 1  # [nk]
+    k_last = torch.arange(g.nk, device=g.device) * g.size + g.size - 1  # [nk]
     real = k_last[None, :] >= first_keys(call)[:, None]  # [B, nk]
     return (reachable(call, g)[None] & real[:, None, :])[:, None]
 
@@ -177,7 +184,7 @@ def candidates(call: AttnCall, g: Grid) -> torch.Tensor:
 def forced(call: AttnCall, g: Grid, sink: int, local: int) -> torch.Tensor:
     """The first `sink` real key blocks and the `local` blocks ending at each query block's
     last position (at least its own blocks): bool [B, 1, nq, nk]."""
-    blk = torch.arange(g.nk)  # [nk]
+    blk = torch.arange(g.nk, device=g.device)  # [nk]
     first_blk = (first_keys(call) // g.size)[:, None]  # [B, 1]
     sinks = (blk[None, :] >= first_blk) & (blk[None, :] < first_blk + sink)  # [B, nk]
     lo, hi = g.block_of_query()  # [nq]
@@ -203,7 +210,7 @@ def visible_pairs(call: AttnCall) -> float:
         return float(per_row * call.num_heads)
     if not call.causal:
         return float(call.batch * call.num_heads * call.q_len * call.k_len)
-    seen = torch.arange(call.q_len) + call.q_offset + 1  # keys each query sees
+    seen = torch.arange(call.q_len, device=call.device) + call.q_offset + 1  # keys each query sees
     if call.sliding_window is not None:
         seen = seen.clamp(max=call.sliding_window)
     return float(call.batch * call.num_heads * seen.sum().item())
@@ -220,7 +227,7 @@ def layer_full(call: AttnCall, g: Grid) -> torch.Tensor:
         return m.reshape(m.shape[0], g.nq, g.size, g.nk, g.size).all(4).all(2)
     q_first = g.q_positions()[:, :1]  # [nq, 1]
     q_last = (q_first + g.size - 1).clamp(max=call.k_len - 1)
-    k_first = torch.arange(g.nk)[None, :] * g.size  # [1, nk]
+    k_first = torch.arange(g.nk, device=g.device)[None, :] * g.size  # [1, nk]
     k_last = k_first + g.size - 1
     full = k_last < call.k_len
     if call.causal:
@@ -236,7 +243,7 @@ def _token_mask(call: AttnCall, g: Grid, b_of, j_of, kpos: torch.Tensor, rule) -
     b_of, j_of: batch row and query block of each of the N rows; kpos [N, S] key positions
     (>= K marks an unselected slot). Built from one int32 offset tensor to stay cheap.
     """
-    qpos = (g.q_offset + j_of[:, None] * g.size + torch.arange(g.size)).int()  # [N, size]
+    qpos = (g.q_offset + j_of[:, None] * g.size + torch.arange(g.size, device=g.device)).int()  # [N, size]
     qp, kp = qpos[:, :, None], kpos.int()[:, None, :]  # [N, size, 1], [N, 1, S]
     delta = qp - kp  # [N, size, S] query position minus key position
     vis = (kp < call.k_len) & (qp - g.q_offset < call.q_len)
@@ -259,12 +266,14 @@ def _attention(q, k, v, mask, call: AttnCall) -> tuple[torch.Tensor, torch.Tenso
     """q [N, R, L, D] on k, v [N, 1, S, D] (shared by the R heads), additive mask [N, 1, L, S]
     or None: output [N, R, L, Dv] and log-sum-exp [N, R, L] fp32."""
     n, r = q.shape[:2]
-    if call.softcap is None:
+    if call.softcap is None and q.device.type == "cpu" and q.shape[-1] == v.shape[-1]:
+        # PyTorch's CPU flash kernel returns the log-sum-exp with the output (private op)
         out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
             q, k.expand(n, r, -1, -1), v.expand(n, r, -1, -1), 0.0, False, attn_mask=mask, scale=call.scaling)
         return out, lse.float()
     scores = torch.matmul(q, k.transpose(-1, -2)).float() * call.scaling  # [N, R, L, S]
-    scores = torch.tanh(scores / call.softcap) * call.softcap
+    if call.softcap is not None:
+        scores = torch.tanh(scores / call.softcap) * call.softcap
     if mask is not None:
         scores = scores + mask.float()
     lse = torch.logsumexp(scores, dim=-1)
@@ -274,8 +283,7 @@ def _attention(q, k, v, mask, call: AttnCall) -> tuple[torch.Tensor, torch.Tenso
 
 def _merge(o1, l1, o2, l2):
     """Combine two partial softmax attentions over disjoint key sets by their log-sum-exps."""
-    lse = torch.logaddexp(l1, l2)
-    return o1 * torch.exp(l1 - lse)[..., None].to(o1.dtype) + o2 * torch.exp(l2 - lse)[..., None].to(o2.dtype)
+    return sc.merge(o1, l1, o2, l2)[0]
 
 
 @dataclass
@@ -341,7 +349,7 @@ def attend(call: AttnCall, blocks: torch.Tensor, size: int, rule: Callable | Non
     keys = F.pad(call.key, (0, 0, 0, g.nk * size - call.k_len)).reshape(b * h_kv * g.nk, size, -1)
     values = F.pad(call.value, (0, 0, 0, g.nk * size - call.k_len)).reshape(b * h_kv * g.nk, size, -1)
     out = q.new_empty(q.shape[:3] + (values.shape[-1],))  # [rows, R, size, Dv]
-    real = (call.q_len - torch.arange(g.nq) * size).clamp(max=size)  # real query rows per block
+    real = (call.q_len - torch.arange(g.nq, device=g.device) * size).clamp(max=size)  # real query rows per block
     computed = 0
     for idx in _chunks(rows, 4 * r * size * size):
         b_of, hs_of, j_of = idx // (rows.hs * g.nq), (idx // g.nq) % rows.hs, idx % g.nq
@@ -356,8 +364,8 @@ def attend(call: AttnCall, blocks: torch.Tensor, size: int, rule: Callable | Non
             o, lse = _attention(qc, kc[:, :, :kf * size], vc[:, :, :kf * size], None, call)
             computed += int((real[j_of] * kf * size).sum()) * r
         if ks > kf:
-            taken = torch.arange(ks - kf) < (rows.n_sel[idx] - kf)[:, None]  # [N, ks-kf]
-            kpos = (sel[:, kf:, None] * size + torch.arange(size)).flatten(1)  # [N, S]
+            taken = torch.arange(ks - kf, device=g.device) < (rows.n_sel[idx] - kf)[:, None]  # [N, ks-kf]
+            kpos = (sel[:, kf:, None] * size + torch.arange(size, device=g.device)).flatten(1)  # [N, S]
             kpos = kpos.masked_fill(~taken.repeat_interleave(size, -1), call.k_len)
             vis = _token_mask(call, g, b_of, j_of, kpos, rule)  # [N, size, S]
             seen = vis.sum(-1)  # [N, size]

@@ -4,8 +4,9 @@ Never holds more than B*H*block_size*key_block scores at once (the whole n x n m
 never built), yet equals `eager` up to float rounding: each query block sweeps the key
 blocks, keeping the running row maximum m, the running sum of exp(score - m) and the
 running weighted sum of values, rescaled whenever m grows (Rabe & Staats; FlashAttention).
-Key blocks that no query of the block can see (causal future, outside a sliding window)
-are skipped. Probabilities are never materialised, so `exposes_probs` is False.
+Key blocks outside the block's visible key range (causal future, outside a sliding
+window, `core.scores.key_range`) are skipped. Sink logits start the sweep as one extra
+key with no value. Probabilities are never materialised, so `exposes_probs` is False.
 
 Masked scores are set to the dtype's minimum, like eager, so a fully masked padding row
 comes out as the mean of the values it swept (finite, never NaN).
@@ -15,52 +16,33 @@ from __future__ import annotations
 
 import torch
 
-from ..call import AttnCall, KernelOutput
-from ..hooks import Hooks
-
-
-def _key_range(call: AttnCall, q0: int, q1: int, key_block: int) -> range:
-    """Start offsets of the key blocks queries [q0, q1) may see by position (causal rule and
-    sliding window, which transformers' masks of causal layers always include)."""
-    hi = call.k_len
-    lo = 0
-    if call.causal:
-        hi = min(hi, q1 + call.q_offset)
-        if call.sliding_window is not None:
-            lo = max(0, q0 + call.q_offset - call.sliding_window + 1)
-    return range(lo - lo % key_block, hi, key_block)
-
-
-def _block_logits(call: AttnCall, q: torch.Tensor, q0: int, q1: int, k0: int, k1: int) -> torch.Tensor:
-    """Masked fp32 logits [B, H_kv, G, q, k] of query rows q [B, H_kv, G, q, D] against keys [k0, k1)."""
-    key = call.key[:, :, k0:k1].unsqueeze(2)  # [B, H_kv, 1, k, D]
-    scores = torch.matmul(q, key.transpose(-1, -2)).float() * call.scaling
-    if call.softcap is not None:
-        scores = torch.tanh(scores / call.softcap) * call.softcap
-    if call.bias is not None:
-        bias = call.bias[:, :, q0:q1, k0:k1].float()  # [B|1, 1|H, q, k]
-        scores = scores + bias.reshape(bias.shape[0], -1, bias.shape[1] // call.num_kv_heads or 1, q1 - q0, k1 - k0)
-    visible = call.visible(q0, q1)[..., k0:k1]  # [B|1, 1|H, q, k]
-    visible = visible.reshape(visible.shape[0], -1, visible.shape[1] // call.num_kv_heads or 1, q1 - q0, k1 - k0)
-    return scores.masked_fill(~visible, torch.finfo(scores.dtype).min)
+from ..core import scores as sc
+from ..core.call import AttnCall, KernelOutput
+from ..core.hooks import Hooks
 
 
 def _query_block(call: AttnCall, q0: int, q1: int, key_block: int) -> torch.Tensor:
-    """Exact attention output of queries [q0, q1): [B, H_kv, G, q, Dv] fp32."""
-    b, h_kv, g = call.batch, call.num_kv_heads, call.groups
-    q = call.query[:, :, q0:q1].reshape(b, h_kv, g, q1 - q0, -1)  # [B, H_kv, G, q, D]
-    m = torch.full((b, h_kv, g, q1 - q0, 1), -torch.inf)  # running max
-    denom = torch.zeros(b, h_kv, g, q1 - q0, 1)  # running sum of exp(score - m)
-    acc = torch.zeros(b, h_kv, g, q1 - q0, call.value.shape[-1])  # running weighted values
-    for k0 in _key_range(call, q0, q1, key_block):
+    """Exact attention output of queries [q0, q1): [B, H, q, Dv] fp32."""
+    b, h, h_kv, q = call.batch, call.num_heads, call.num_kv_heads, q1 - q0
+    dev = call.device
+    m = torch.full((b, h, q, 1), -torch.inf, device=dev)  # running max
+    denom = torch.zeros(b, h, q, 1, device=dev)  # running sum of exp(score - m)
+    sink = sc.sink_logits(call)  # [1, H, 1] or None
+    if sink is not None:
+        m = sink[..., None].expand(b, h, q, 1).clone()
+        denom = torch.ones(b, h, q, 1, device=dev)
+    acc = torch.zeros(b, h, q, call.value.shape[-1], device=dev)  # running weighted values
+    lo, hi = sc.key_range(call, q0, q1)
+    for k0 in range(lo - lo % key_block, hi, key_block):
         k1 = min(call.k_len, k0 + key_block)
-        scores = _block_logits(call, q, q0, q1, k0, k1)  # [B, H_kv, G, q, k]
+        scores = sc.logits(call, q0, q1, k0, k1)  # [B, H, q, k]
         m_new = torch.maximum(m, scores.amax(-1, keepdim=True))
         rescale = torch.exp(m - m_new)
         p = torch.exp(scores - m_new)
         denom = denom * rescale + p.sum(-1, keepdim=True)
-        value = call.value[:, :, k0:k1].unsqueeze(2).float()  # [B, H_kv, 1, k, Dv]
-        acc = acc * rescale + torch.matmul(p, value)
+        value = call.value[:, :, k0:k1].float()  # [B, H_kv, k, Dv]
+        pv = torch.matmul(p.view(b, h_kv, -1, k1 - k0), value).view(b, h, q, -1)
+        acc = acc * rescale + pv
         m = m_new
     return acc / denom
 
@@ -69,8 +51,8 @@ def forward(call: AttnCall, hooks: Hooks, block_size: int = 256, key_block: int 
     """Exact attention, `block_size` queries x `key_block` keys at a time; output [B, Q, H, Dv].
 
     Peak extra memory ~ B*H*block_size*key_block fp32 scores, independent of sequence
-    length squared. Handles GQA without copying keys, padding masks, sliding windows,
-    additive biases and logit soft-capping.
+    length squared. Serves every call eager serves (GQA without copying keys, masks,
+    windows, biases, position biases, softcaps, sinks, self and cross).
     """
     if block_size < 1 or key_block < 1:
         raise ValueError(f"chunked: block_size and key_block must be >= 1, got {block_size}, {key_block}")
@@ -79,6 +61,6 @@ def forward(call: AttnCall, hooks: Hooks, block_size: int = 256, key_block: int 
     outs = []
     for q0 in range(0, call.q_len, block_size):
         q1 = min(call.q_len, q0 + block_size)
-        outs.append(_query_block(call, q0, q1, key_block).flatten(1, 2))  # [B, H, q, Dv]
+        outs.append(_query_block(call, q0, q1, key_block))  # [B, H, q, Dv]
     output = torch.cat(outs, dim=2).to(call.value.dtype).transpose(1, 2).contiguous()  # [B, Q, H, Dv]
     return KernelOutput(output=output, density=1.0)

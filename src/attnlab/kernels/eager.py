@@ -2,54 +2,39 @@
 
 Every other kernel is tested against this one. It mirrors transformers' own eager
 attention (softmax in fp32, masked scores set to the dtype's minimum so that a fully
-masked padding row becomes uniform rather than NaN) and is the kernel that exposes
-scores and probabilities to modifiers and observers.
+masked padding row becomes uniform rather than NaN, sink logits as an extra softmax
+column) and is the kernel that exposes scores and probabilities to modifiers and
+observers. Scores come from `core.scores.logits`; hooks run through `Hooks.run_probs`.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..call import AttnCall, KernelOutput
-from ..hooks import Hooks
-
-
-def block_scores(call: AttnCall, q0: int, q1: int, key: torch.Tensor) -> torch.Tensor:
-    """Masked, scaled (and soft-capped) logits of queries [q0, q1): [B, H, q, K] fp32."""
-    q = call.query[:, :, q0:q1]
-    scores = torch.matmul(q, key.transpose(-1, -2)).float() * call.scaling
-    if call.softcap is not None:
-        scores = torch.tanh(scores / call.softcap) * call.softcap
-    if call.bias is not None:
-        scores = scores + call.bias[:, :, q0:q1].float()
-    hidden = ~call.visible(q0, q1)
-    return scores.masked_fill(hidden, torch.finfo(scores.dtype).min)
-
-
-def block_probs(call: AttnCall, q0: int, q1: int, key: torch.Tensor, hooks: Hooks) -> torch.Tensor:
-    """Attention probabilities of queries [q0, q1) after modifiers: [B, H, q, K] fp32."""
-    scores = hooks.scores(call, q0, block_scores(call, q0, q1, key))
-    probs = torch.softmax(scores, dim=-1)
-    return hooks.probs(call, q0, probs)
+from ..core import scores as sc
+from ..core.call import AttnCall, KernelOutput
+from ..core.hooks import Hooks
 
 
 def forward(call: AttnCall, hooks: Hooks, block_size: int | None = None) -> KernelOutput:
     """Exact attention; `block_size` queries at a time (None = all at once).
 
     block_size bounds memory at B*H*block_size*K floats; results do not depend on it.
+    Serves every call: causal or not, self or cross, GQA, masks, biases, position
+    biases, softcaps, sink logits, value heads wider or narrower than query heads.
     """
     if block_size is not None and block_size < 1:
         raise ValueError(f"eager: block_size must be >= 1, got {block_size}")
-    key, value = call.kv_for_heads()  # [B, H, K, D], [B, H, K, Dv]
+    b, h_kv, g = call.batch, call.num_kv_heads, call.groups
     step = call.q_len if block_size is None else block_size
     outs, maps = [], []
     for q0 in range(0, call.q_len, step):
         q1 = min(call.q_len, q0 + step)
-        probs = block_probs(call, q0, q1, key, hooks)
-        probs = probs.to(value.dtype)
+        probs = hooks.run_probs(call, q0, sc.logits(call, q0, q1)).to(call.value.dtype)  # [B, H, q, K]
         if call.dropout and call.module is not None and call.module.training:
             probs = torch.nn.functional.dropout(probs, p=call.dropout, training=True)
-        outs.append(torch.matmul(probs, value))  # [B, H, q, Dv]
+        out = torch.matmul(probs.reshape(b, h_kv, g * (q1 - q0), -1), call.value)  # [B, H_kv, G*q, Dv]
+        outs.append(out.view(b, h_kv * g, q1 - q0, -1))
         if call.output_attentions:
             maps.append(probs)
     output = torch.cat(outs, dim=2).transpose(1, 2).contiguous()  # [B, Q, H, Dv]

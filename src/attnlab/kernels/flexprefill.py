@@ -22,23 +22,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..call import AttnCall, KernelOutput
-from ..hooks import Hooks
+from ..core import scores as sc
+from ..core.call import AttnCall, KernelOutput
+from ..core.hooks import Hooks
 from . import blocks as bk
 
 
 def estimate(call: AttnCall, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact attention of the last n queries: probs [B, H, n, K] fp32 and visibility [B|1, 1, n, K]."""
     n = min(n, call.q_len)
-    q = call.query[:, :, -n:]  # [B, H, n, D]
-    b, h, _, d = q.shape
-    scores = torch.matmul(q.reshape(b, call.num_kv_heads, -1, d), call.key.transpose(-1, -2))
-    scores = scores.view(b, h, n, -1).float() * call.scaling  # [B, H, n, K]
-    if call.softcap is not None:
-        scores = torch.tanh(scores / call.softcap) * call.softcap
     visible = call.visible(call.q_len - n, call.q_len)
-    probs = torch.softmax(scores.masked_fill(~visible, -torch.inf), dim=-1).nan_to_num(0.0)
-    return probs, visible
+    scores = sc.logits(call, call.q_len - n, call.q_len).masked_fill(~visible, -torch.inf)  # [B, H, n, K]
+    return torch.softmax(scores, dim=-1).nan_to_num(0.0), visible
 
 
 def _block_sum(x: torch.Tensor, g: bk.Grid) -> torch.Tensor:
@@ -65,19 +60,19 @@ def vertical_slash(call: AttnCall, g: bk.Grid, gamma: float, probs: torch.Tensor
     """Key blocks holding the fewest columns + diagonals with mass gamma in `probs` [B, H, n, K]: [B, H, nq, nk]."""
     n, k = probs.shape[2], probs.shape[3]
     vertical = probs.mean(2)  # [B, H, K] mass per key column
-    qpos = call.q_offset + call.q_len - n + torch.arange(n)  # [n] positions of the estimated queries
-    kidx = qpos[:, None] - torch.arange(k)[None, :]  # [n, K] key at offset o for each query
+    qpos = call.q_offset + call.q_len - n + torch.arange(n, device=call.device)  # [n] positions of the estimated queries
+    kidx = qpos[:, None] - torch.arange(k, device=call.device)[None, :]  # [n, K] key at offset o for each query
     diag = probs.gather(-1, kidx.clamp(min=0).expand(*probs.shape[:2], n, k)) * (kidx >= 0)
     slash = diag.mean(2)  # [B, H, K] mass per offset q - k
     keep = bk.keep_mass(torch.cat([vertical, slash], -1) / 2, gamma)
     columns = _block_sum(keep[..., :k].float(), g) > 0  # [B, H, nk]
     offsets = keep[..., k:]  # [B, H, K]
-    o = torch.arange(k)
-    diffs = torch.zeros(*offsets.shape[:2], g.nk + 1, dtype=torch.bool)  # block diagonals j - i covered
+    o = torch.arange(k, device=call.device)
+    diffs = torch.zeros(*offsets.shape[:2], g.nk + 1, dtype=torch.bool, device=call.device)  # block diagonals j - i covered
     diffs[..., :-1] |= _block_sum(offsets.float(), g) > 0  # offset o covers block diagonal o // size
     diffs[..., 1:] |= _block_sum((offsets & (o % g.size != 0)).float(), g) > 0  # ... and o // size + 1
-    j = torch.arange(g.nq)[:, None]
-    i = torch.arange(g.nk)[None, :]
+    j = torch.arange(g.nq, device=call.device)[:, None]
+    i = torch.arange(g.nk, device=call.device)[None, :]
     band = diffs[..., (j - i).clamp(min=0, max=g.nk)]  # [B, H, nq, nk]
     return band | columns[:, :, None, :]
 

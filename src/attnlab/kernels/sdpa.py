@@ -2,6 +2,7 @@
 
 The fast dense baseline. It never materialises probabilities, so it serves only
 modifiers and observers that act on the output (`Kernel.exposes_probs` is False).
+Softcapped or sink-logit calls (Gemma2, gpt-oss) run the exact eager fallback.
 
 band=True (off by default, so `sdpa` stays exactly what transformers runs): prefill calls
 of sliding-window layers run as `blocks.band`, each 512-query chunk on just the keys its
@@ -13,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from ..call import AttnCall, KernelOutput
-from ..hooks import Hooks
+from ..core.call import AttnCall, KernelOutput
+from ..core.hooks import Hooks
 
 
 def _mask_for_sdpa(call: AttnCall) -> torch.Tensor | None:
@@ -25,19 +26,19 @@ def _mask_for_sdpa(call: AttnCall) -> torch.Tensor | None:
 
 
 def forward(call: AttnCall, hooks: Hooks, band: bool = False) -> KernelOutput:
-    """Dense attention through transformers' own `sdpa_attention_forward` (band: see above)."""
+    """Dense attention through transformers' own `sdpa_attention_forward` (band: see above).
+
+    Calls with a logit softcap or sink logits, which PyTorch's fused attention cannot
+    apply, run the exact `eager` kernel in 256-query blocks instead.
+    """
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    from . import blocks
+    from . import blocks, eager
 
+    if call.softcap is not None or call.sinks is not None:
+        return eager.forward(call, hooks, block_size=256)
     if band and call.dropout == 0 and blocks.band_serves(call):
         return blocks.band(call)
-    if call.softcap is not None:
-        raise ValueError(
-            f"layer {call.layer}: kernel 'sdpa' cannot apply attention logit softcapping "
-            f"(softcap={call.softcap}); use kernel='eager' or 'chunked'"
-        )
-    kwargs = {k: v for k, v in call.kwargs.items() if k not in ("softcap", "sliding_window")}
     output, _ = sdpa_attention_forward(
         call.module,
         call.query,
@@ -47,6 +48,7 @@ def forward(call: AttnCall, hooks: Hooks, band: bool = False) -> KernelOutput:
         dropout=call.dropout,
         scaling=call.scaling,
         is_causal=call.causal,
-        **kwargs,
+        position_bias=call.position_bias,
+        **call.kwargs,
     )
     return KernelOutput(output=output)

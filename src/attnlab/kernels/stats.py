@@ -1,4 +1,4 @@
-"""The statistics pass's kernel: eager attention on the keys each query block can see.
+"""The statistics kernel: eager attention on the keys each query block can see.
 
 `eager` computes every query block against all K keys, then masks: for a causal prefill
 half of that work is for keys no query may see, and the observers get [B, H, q, K]
@@ -20,65 +20,31 @@ quantities come from torch operations.
 GQA is served without repeating keys: the G query heads of a key/value head are stacked
 along the query axis of one matmul. Output equals `eager`'s up to float rounding (the
 scaling is applied to the logits in place; the parity tests check outputs and
-statistics). Calls it does not cover (modifiers, bias, decode/extend, observers without
-`on_block`) go to `kernels.eager` unchanged.
+statistics). Calls it does not cover (modifiers, bias or position bias, sink logits, cross-attention,
+decode/extend, observers without `on_block`) go to `kernels.eager` unchanged, whose
+probabilities reach the observers through `on_probs`.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 
 import torch
 
-from ..call import AttnCall, KernelOutput
-from ..hooks import Hooks
+from ..core import scores as sc
+from ..core.call import AttnCall, KernelOutput
+from ..core.hooks import Hooks
+from ..core.scores import key_range, lse_from_top
 from ..native import rowpass, rowpass_library
-from .stats import key_range, lse_from_top
 
 
 def covers(call: AttnCall, hooks: Hooks) -> bool:
     """Whether this kernel serves `call` itself (else it defers to eager)."""
     observers = hooks.observers
-    return (not hooks.modifiers and call.bias is None and call.phase == "prefill" and not call.output_attentions
+    return (not hooks.modifiers and call.positional and call.bias is None and call.position_bias is None
+            and call.sinks is None and call.phase == "prefill" and not call.output_attentions
             and bool(observers) and all(callable(getattr(o, "on_block", None)) for o in observers)
             and not (call.dropout and call.module is not None and call.module.training))
-
-
-def _logits(call: AttnCall, q0: int, q1: int, lo: int, hi: int, out: torch.Tensor) -> torch.Tensor:
-    """Masked, scaled fp32 logits of queries [q0, q1) against keys [lo, hi), written into `out`.
-
-    out: fp32 buffer with at least B*H*q*K' elements; returns its [B, H, q, K'] view.
-    """
-    b, h_kv, g, q = call.batch, call.num_kv_heads, call.groups, q1 - q0
-    scores = out[:b * h_kv * g * q * (hi - lo)].view(b, h_kv, g * q, hi - lo)
-    query = call.query[:, :, q0:q1].reshape(b, h_kv, g * q, -1)  # [B, H_kv, G*q, D]
-    # a power-of-two scaling is exact, so it may go on the (small) queries instead of the logits
-    early = query.dtype == torch.float32 and math.frexp(call.scaling)[0] == 0.5
-    if early:
-        query = query * call.scaling
-    keys = call.key[:, :, lo:hi].transpose(-1, -2)
-    if query.dtype == torch.float32:
-        # one matrix product per (row, key/value head): MKL splits each over every thread,
-        # where a batched product of 3 heads on 2 threads leaves one thread a third idle
-        for bi in range(b):
-            for hk in range(h_kv):
-                torch.mm(query[bi, hk], keys[bi, hk], out=scores[bi, hk])
-    else:
-        scores.copy_(torch.matmul(query, keys))
-    scores = scores.view(b, h_kv * g, q, hi - lo)
-    if not early:
-        scores.mul_(call.scaling)
-    if call.softcap is not None:
-        scores.div_(call.softcap).tanh_().mul_(call.softcap)
-    low = torch.finfo(scores.dtype).min
-    if call.mask is None and call.causal and call.sliding_window is None:
-        own = q0 + call.q_offset  # only the diagonal square [own, own + q) holds future keys
-        i = torch.arange(q)
-        scores[..., own - lo:own - lo + q].masked_fill_(i[None, :] > i[:, None], low)
-    else:
-        scores.masked_fill_(~call.visible(q0, q1)[..., lo:hi], low)
-    return scores
 
 
 _scratch = threading.local()
@@ -149,12 +115,12 @@ def forward(call: AttnCall, hooks: Hooks, block_size: int | None = 256) -> Kerne
     if block_size is not None and block_size < 1:
         raise ValueError(f"stats: block_size must be >= 1, got {block_size}")
     if not covers(call, hooks):
-        from ..kernels import eager  # here, not at the top: the kernel registry imports this module
+        from . import eager
 
         return eager.forward(call, hooks, block_size=block_size)
     b, h_kv, g = call.batch, call.num_kv_heads, call.groups
     dv = call.value.shape[-1]
-    native = call.query.device.type == "cpu" and rowpass_library() is not None
+    native = call.device.type == "cpu" and rowpass_library() is not None
     ext = None if native else _values_with_positions(call)
     step = min(block_size or call.q_len, call.q_len)
     s_buf, p_buf = scratch(b * h_kv * g * step * call.k_len, call.query.device)
@@ -163,7 +129,7 @@ def forward(call: AttnCall, hooks: Hooks, block_size: int | None = 256) -> Kerne
         q1 = min(call.q_len, q0 + step)
         q = q1 - q0
         lo, hi = key_range(call, q0, q1)
-        scores = _logits(call, q0, q1, lo, hi, s_buf)  # [B, H, q, K']
+        scores = sc.logits(call, q0, q1, lo, hi, out=s_buf)  # [B, H, q, K']
         probs = p_buf[:scores.numel()].view(scores.shape)
         flat = probs.view(b, h_kv, g * q, hi - lo)
         torch.softmax(scores, dim=-1, out=probs)  # as eager: the model's outputs keep eager's rounding

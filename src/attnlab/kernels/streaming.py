@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from ..call import AttnCall, KernelOutput
-from ..hooks import Hooks
+from ..core.call import AttnCall, KernelOutput
+from ..core.hooks import Hooks
 from . import blocks as bk
 
 
@@ -26,7 +26,7 @@ def pattern(call: AttnCall, g: bk.Grid, sinks: int, window: int) -> tuple[torch.
     """Key blocks holding a sink or window key of some query of each block, and those of
     them the rule may cut inside: bool [B, 1, nq, nk] twice."""
     start = bk.first_keys(call)[:, None]  # [B, 1]
-    k_first = torch.arange(g.nk)[None, :] * g.size  # [1, nk]
+    k_first = torch.arange(g.nk, device=g.device)[None, :] * g.size  # [1, nk]
     k_last = k_first + g.size - 1
     sink = (k_first < start + sinks) & (k_last >= start)  # [B, nk]
     all_sink = (k_first >= start) & (k_last < start + sinks)

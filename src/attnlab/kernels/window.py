@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import torch
 
-from ..call import AttnCall, KernelOutput
-from ..hooks import Hooks
+from ..core.call import AttnCall, KernelOutput
+from ..core.hooks import Hooks
 from . import blocks as bk
 
 
@@ -39,7 +39,7 @@ def pattern(call: AttnCall, g: bk.Grid, window: int, stride: int) -> tuple[torch
     start = bk.first_keys(call)[:, None, None]  # [B, 1, 1]
     lo, hi = key_range(call, g.q_positions()[None] - start, window, stride)  # [B, nq, size] relative
     lo, hi = lo + start, hi + start
-    k_first = (torch.arange(g.nk) * g.size)[None, None, :]  # [1, 1, nk]
+    k_first = (torch.arange(g.nk, device=g.device) * g.size)[None, None, :]  # [1, 1, nk]
     k_last = k_first + g.size - 1
     blocks = (k_last >= lo.amin(-1, keepdim=True)) & (k_first <= hi.amax(-1, keepdim=True))  # [B, nq, nk]
     inside = (k_first >= lo.amax(-1, keepdim=True)) & (k_last <= hi.amin(-1, keepdim=True))

@@ -28,14 +28,14 @@ def run_stats(model, enc: dict, block_size: int = 256, local_window: int = 32, o
               kernel: str = "stats") -> HeadStats:
     """One forward of `enc` with a HeadStats observer; returns it.
 
-    kernel: "stats" (`observe.fused`: eager on each block's visible keys, the default) or
+    kernel: "stats" (`kernels.stats`: eager on each block's visible keys, the default) or
     "eager" (every block against all keys; the same statistics, slower).
     Only the base model runs (no LM head: its [T, vocab] logits are not needed).
     """
     import torch
 
-    from ..session import attach
-    from .fused import release
+    from ..core.session import attach
+    from ..kernels.stats import release
 
     stats = HeadStats(real=enc.get("attention_mask"), local_window=local_window, on_layer=on_layer)
     base = getattr(model, "base_model", model)
@@ -68,7 +68,7 @@ def head_stats(model, tokenizer, text, max_tokens: int | None = None, truncate: 
     p = {**DEFAULTS, **params}
     enc = encode(model, tokenizer, text, max_tokens=max_tokens, truncate=truncate)
     n_layers = getattr(model.config, "num_hidden_layers", None)
-    on_layer = (lambda layer: progress("layers", layer + 1, n_layers)) if progress else None
+    on_layer = (lambda site: progress("layers", site.layer + 1, n_layers)) if progress else None
     stats = run_stats(model, enc, block_size=block_size, local_window=p["local_window"], on_layer=on_layer)
     return stats_frame(stats, tokenizer, enc, p)
 
@@ -111,10 +111,10 @@ def stats_frame(stats: HeadStats, tokenizer, enc: dict, p: dict):
     support = min(p["min_support"], max(1, n_real // 2))
     means = _received_means(result, starts, support)  # [L*H, B, K]
     rows, k = [], 0
-    for layer in sorted(result):
-        for head in range(stats.heads[layer]):
-            row = {"layer": layer, "head": head}
-            row.update({s: float(result[layer][s][head]) for s in SCALARS})
+    for site in sorted(result):
+        for head in range(stats.heads[site]):
+            row = {"stack": site.name, "layer": site.layer, "head": head}
+            row.update({s: float(result[site][s][head]) for s in SCALARS})
             row["top_received"] = _top_keys(means[k], tokens, p["top_k"])
             rows.append(row)
             k += 1

@@ -59,7 +59,7 @@ def induction_scores(model, tokenizer, length: int = 64, batch: int = 4, seed: i
     """DataFrame[layer, head, induction, prev_token_probe] from random tokens repeated twice."""
     import pandas as pd
 
-    from ..session import attach
+    from ..core.session import attach
 
     ids = _random_tokens(tokenizer, length, batch, seed)  # [B, 2T]
     probe = DiagonalProbe(period=length)
@@ -114,7 +114,7 @@ def _prefill_cache(model, ids: torch.Tensor):
 
 def _score_case(model, tokenizer, case):
     """(hits [L, H], events, generated text) of one needle case."""
-    from ..session import attach
+    from ..core.session import attach
 
     ids, needle_pos = _needle_positions(tokenizer, case)
     cache = _prefill_cache(model, ids[None, :-1])  # the prompt but its last token, stock attention

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..core.scores import key_range, lse_from_top
+
 SCALARS = ("entropy", "entropy_norm", "sink_mass", "prev_token", "self_mass", "mean_distance", "local_mass")
 
 
@@ -113,9 +115,9 @@ class HeadStats:
         if call.phase != "prefill":
             return
         b, h, q, kk = probs.shape
-        cur = self._begin(call, b, h) if q_start == 0 else self._open[call.layer]
+        cur = self._begin(call, b, h) if q_start == 0 else self._open[call.site]
         if q_start != cur.done:
-            raise ValueError(f"HeadStats: layer {call.layer} got queries from {q_start}, expected {cur.done}")
+            raise ValueError(f"HeadStats: {call.site} got queries from {q_start}, expected {cur.done}")
         lo, q1 = k_start, q_start + q
         # which keys each query sees: only built when the mask is not a function of positions
         vis = None if call.mask is None else call.visible(q_start, q1)[..., lo:lo + kk]  # [B|1, 1|H, q, K']
@@ -125,36 +127,43 @@ class HeadStats:
         inside = (idx >= 0) & (idx < kk)  # outside the range: invisible, probability 0
         out[1:4] = (probs.gather(-1, idx.clamp(0, kk - 1)[:, None].expand(b, h, q, 3))
                     * inside[:, None]).permute(3, 0, 1, 2)
-        out[4] = self._distance(call, probs, rows.get("key_mean"), q_start, lo)
-        out[5] = self._local(probs, q_start + call.q_offset, lo)
+        if call.positional:  # cross-attention has no distances (NaN in the result)
+            out[4] = self._distance(call, probs, rows.get("key_mean"), q_start, lo)
+            out[5] = self._local(probs, q_start + call.q_offset, lo)
         if vis is not None:
             cur.n_vis[..., q_start:q1] = vis.sum(-1)
         self._received(call, cur, probs, out[3], vis, q_start, lo, rows.get("col"))
         cur.done = q1
         if q1 == call.q_len:
             self._fold(call, cur)
-            del self._open[call.layer]
+            del self._open[call.site]
 
     def _begin(self, call, b: int, h: int) -> _Open:
         """Start a prefill call of call.layer: its sums (first call) and its per-query store."""
-        if call.layer not in self.layers:
-            self.layers[call.layer] = _zeros(b, h, call.k_len)
-            self.heads[call.layer] = h
+        if call.site not in self.layers:
+            self.layers[call.site] = _zeros(b, h, call.k_len)
+            self.heads[call.site] = h
             if self.on_layer is not None:
-                self.on_layer(call.layer)
+                self.on_layer(call.site)
         dev, n = call.query.device, call.q_len
-        if self.real is None:
+        real = self.real.get(call.site.stack) if isinstance(self.real, dict) else self.real
+        if real is None:
             rq, start = torch.ones(b, n, device=dev), torch.zeros(b, dtype=torch.long, device=dev)
         else:
-            real = self.real.to(device=dev, dtype=torch.bool)[:, :n]
+            real = real.to(device=dev, dtype=torch.bool)[:, :n]
             if real.shape[0] != b:
                 raise ValueError(f"HeadStats: real has {real.shape[0]} rows, the input has {b}")
             rq, start = real.float(), real.float().argmax(dim=1)
-        i = torch.arange(n, device=dev)[None, :].expand(b, n) + call.q_offset
-        diag = torch.stack([start[:, None].expand(b, n), i - 1, i], dim=-1)
+        if call.positional:
+            i = torch.arange(n, device=dev)[None, :].expand(b, n) + call.q_offset
+            diag = torch.stack([start[:, None].expand(b, n), i - 1, i], dim=-1)
+        else:  # cross-attention: the first real key; no previous / own key
+            first = _first_keys(call, b)
+            diag = torch.stack([first[:, None].expand(b, n), torch.full((b, n), -1, device=dev),
+                                torch.full((b, n), -1, device=dev)], dim=-1)
         n_vis = None if call.mask is None else torch.zeros(b, h, n, device=dev)
         cur = _Open(rq=rq, start=start, diag=diag, rows=torch.zeros(len(ROWS), b, h, n, device=dev), n_vis=n_vis)
-        self._open[call.layer] = cur
+        self._open[call.site] = cur
         return cur
 
     def _distance(self, call, pk, key_mean, q0: int, lo: int) -> torch.Tensor:
@@ -186,7 +195,7 @@ class HeadStats:
         Sums run in fp64 across blocks (a sink key's sum reaches thousands).
         """
         b, h, q, kk = pk.shape
-        sums = self.layers[call.layer]
+        sums = self.layers[call.site]
         rq = cur.rq[:, q0:q0 + q]  # [B, q]
         padded = bool((rq < 1).any())
         if col is None:  # torch's sum is pairwise, more exact than a matrix-vector product
@@ -194,22 +203,28 @@ class HeadStats:
         elif padded:  # take the padding queries' rows back out
             col = col - (pk * (1 - rq)[:, None, :, None]).sum(2)
         sums.received[:, :, lo:lo + kk] += col
-        sums.received[:, :, q0:q0 + q] -= (own * rq[:, None]).double()  # the i == j terms
+        if call.positional:
+            sums.received[:, :, q0 + call.q_offset:q0 + call.q_offset + q] -= (own * rq[:, None]).double()  # i == j
         if vis is None:  # counted for the whole call at once (`_fold`)
             return
         rows = torch.arange(q, device=pk.device)
         seen = vis.any(dim=1).float()  # [B|1, q, K']
         sums.support[:, :, lo:lo + kk] += torch.matmul(rq[:, None, :], seen)  # [B, 1, K']
+        if not call.positional:
+            return
         self_seen = vis[:, :, rows, rows + q0 - lo].any(dim=1, keepdim=True)  # [B|1, 1, q]
         sums.support[:, :, q0:q0 + q] -= self_seen * rq[:, None]
 
     def _fold(self, call, cur: _Open) -> None:
         """Add a finished call's per-query values, weighted by its real queries, to the sums."""
-        sums = self.layers[call.layer]
+        sums = self.layers[call.site]
         b, n = cur.rq.shape
         w = cur.rq[:, None]  # [B, 1, Q]
-        pos = torch.arange(n, device=w.device) + call.q_offset
-        after = w * (pos[None] > cur.start[:, None]).float()[:, None]  # real queries at position >= 1
+        if call.positional:
+            pos = torch.arange(n, device=w.device) + call.q_offset
+            after = w * (pos[None] > cur.start[:, None]).float()[:, None]  # real queries at position >= 1
+        else:
+            after = w
         rows = torch.where(w > 0, cur.rows, 0.0)  # padding rows may be inf / NaN
         ent, first, prev, own, dist, local = rows
         sums.entropy += ent.sum((0, 2)).double()
@@ -228,7 +243,11 @@ class HeadStats:
         sums.n_after += float(after.sum())
 
     def result(self) -> dict:
-        """{layer: {stat: [H] float64 tensor, 'received': [B, H, K], 'support': [B, 1, K]}}."""
+        """{site: {stat: [H] float64 tensor, 'received': [B, H, K], 'support': [B, 1, K]}}.
+
+        Sites are `core.call.Site` (stack, role, layer); cross-attention sites have NaN
+        prev_token, self_mass, mean_distance and local_mass.
+        """
         if self._open:
             layer, cur = next(iter(self._open.items()))
             raise RuntimeError(f"HeadStats: layer {layer}'s prefill stopped after {cur.done} of "
@@ -247,12 +266,10 @@ class HeadStats:
                 "received": s.received,
                 "support": s.support,
             }
+            if layer.role == "cross":  # no shared positions: these are not defined
+                for stat in ("prev_token", "self_mass", "mean_distance", "local_mass"):
+                    out[layer][stat] = torch.full_like(s.entropy, float("nan"))
         return out
-
-
-def lse_from_top(scores: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-    """ln sum_j exp(s_ij) per query, [B, H, q]: max_j s_ij - ln max_j p_ij (p = softmax(s))."""
-    return scores.amax(-1) - probs.amax(-1).log()
 
 
 def _entropy(pk, scores, lse, dot=None) -> torch.Tensor:
@@ -269,24 +286,12 @@ def _entropy(pk, scores, lse, dot=None) -> torch.Tensor:
     return lse - torch.einsum("bhqk,bhqk->bhq", pk, scores)  # 2x faster than vecdot on CPU
 
 
-def key_range(call, q0: int, q1: int) -> tuple[int, int]:
-    """The smallest key range [lo, hi) holding every key a query of [q0, q1) may see.
-
-    Also the range where a query's probabilities can be non-zero (its masked keys get
-    exactly 0), except for fully masked padding rows, which statistics skip anyway.
-    """
+def _first_keys(call, b: int) -> torch.Tensor:
+    """Index of each row's first key that some query sees (the first real encoder token): long [B]."""
     if call.mask is None:
-        if not call.causal:
-            return 0, call.k_len
-        hi = call.q_offset + q1
-        lo = 0 if call.sliding_window is None else max(0, call.q_offset + q0 - call.sliding_window + 1)
-        return lo, hi
-    vis = call.visible(q0, q1)  # [B|1, 1|H, q, K]
-    cols = vis.reshape(-1, vis.shape[-1]).any(dim=0).nonzero()
-    if cols.numel() == 0:
-        return 0, call.k_len
-    own = call.q_offset  # the range also holds each query's own key (the i == j terms)
-    return min(int(cols[0]), q0 + own), max(int(cols[-1]) + 1, q1 + own)
+        return torch.zeros(b, dtype=torch.long, device=call.device)
+    seen = call.mask.any(dim=2).any(dim=1).expand(b, -1)  # [B, K]
+    return seen.to(torch.int8).argmax(-1)
 
 
 def _support(call, rq: torch.Tensor, q0: int, lo: int, kk: int) -> torch.Tensor:
@@ -299,6 +304,8 @@ def _support(call, rq: torch.Tensor, q0: int, lo: int, kk: int) -> torch.Tensor:
     b, q = rq.shape
     prefix = torch.nn.functional.pad(rq.cumsum(1), (1, 0))  # [B, q + 1], prefix[:, k] = sum_{i < k} rq
     j = torch.arange(lo, lo + kk, device=rq.device)
+    if not call.positional:  # cross-attention: every real query sees every key
+        return prefix[:, -1:].expand(b, kk)
     if not call.causal:
         own = j - call.q_offset - q0  # block row of key j's own query
         inside = (own >= 0) & (own < q)

@@ -101,7 +101,7 @@ def token_views(model, input_ids: torch.Tensor, heads: list[tuple[int, int]], k:
     Returns {"window", "n_tokens", "k", "causal", "heads": [...], "rollout": {...} | None}
     with the arrays packed by `pack` (row-major [window, k]).
     """
-    from ..session import attach
+    from ..core.session import attach
 
     if not 1 <= window <= 65535:
         raise ValueError(f"window must be in 1..65535 tokens, got {window}")

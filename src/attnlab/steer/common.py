@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..call import AttnCall
+from ..core.call import AttnCall
 
 
 @dataclass(frozen=True)

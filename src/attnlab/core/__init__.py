@@ -1,0 +1,1 @@
+"""The call model, THE score functions, the dispatcher, attach() and the hook runner."""
