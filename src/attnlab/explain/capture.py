@@ -57,31 +57,21 @@ def capture(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None 
     return [rec.calls[i] for i in sorted(rec.calls)]
 
 
-def _visible(call: AttnCall, idx: torch.Tensor) -> torch.Tensor:
-    """bool [1|B, 1|H, q, K]: which keys the queries at positions idx [q] may see."""
-    if call.mask is not None:
-        return call.mask[:, :, idx, :]
-    k_pos = torch.arange(call.k_len, device=idx.device)[None, :]
-    if not call.causal:
-        return torch.ones(1, 1, len(idx), call.k_len, dtype=torch.bool, device=idx.device)
-    q_pos = idx[:, None] + call.q_offset
-    seen = k_pos <= q_pos
-    if call.sliding_window is not None:
-        seen &= k_pos > q_pos - call.sliding_window
-    return seen[None, None]
-
-
 def head_rows(call: AttnCall, idx: torch.Tensor) -> torch.Tensor:
-    """Attention probabilities of the queries at positions idx [q], every head: [H, q, K] fp32."""
-    key = call.key.repeat_interleave(call.groups, dim=1) if call.groups > 1 else call.key  # [1, H, K, D]
-    q = call.query[:, :, idx]  # [1, H, q, D]
-    scores = torch.matmul(q, key.transpose(-1, -2)).float() * call.scaling  # [1, H, q, K]
-    if call.softcap is not None:
-        scores = torch.tanh(scores / call.softcap) * call.softcap
-    if call.bias is not None:
-        scores = scores + call.bias[:, :, idx].float()
-    scores = scores.masked_fill(~_visible(call, idx), torch.finfo(scores.dtype).min)
-    return torch.softmax(scores, dim=-1)[0]
+    """Attention probabilities of the queries at positions idx [q], every head: [H, q, K] fp32.
+
+    The same logits as every kernel (`core.scores`), for an arbitrary set of queries.
+    """
+    from ..core import scores as sc
+
+    rows, pos = [], idx.tolist()
+    start = 0
+    for end in range(1, len(pos) + 1):  # one logits call per run of consecutive positions
+        if end == len(pos) or pos[end] != pos[end - 1] + 1:
+            q0, q1 = pos[start], pos[end - 1] + 1
+            rows.append(sc.probs(call, sc.logits(call, q0, q1)))  # [1, H, q, K]
+            start = end
+    return torch.cat(rows, dim=2)[0]
 
 
 def head_mean_rows(call: AttnCall, idx: torch.Tensor) -> torch.Tensor:
