@@ -119,7 +119,7 @@ def band(call: AttnCall, chunk: int = 512) -> KernelOutput:
 def band_serves(call: AttnCall) -> bool:
     """Whether `band` can compute this call: a causal sliding-window prefill/extend call
     (more than one query) without softcap or bias."""
-    return (call.causal and call.sliding_window is not None and call.softcap is None and call.bias is None
+    return (call.positional and call.causal and call.sliding_window is not None and not call.has_score_terms
             and call.q_len > 1)
 
 
