@@ -70,3 +70,32 @@ def stats_from_maps(maps, real: torch.Tensor, causal: bool, windows=None, local_
     """
     windows = windows or [None] * len(maps)
     return {layer: layer_stats(m, real, causal, windows[layer], local_window) for layer, m in enumerate(maps)}
+
+
+def cross_layer_stats(attn: torch.Tensor, q_real: torch.Tensor, k_real: torch.Tensor, dtype=torch.float64) -> dict:
+    """Statistics of one cross-attention map attn [B, H, Q, K] (decoder queries on encoder keys).
+
+    q_real [B, Q], k_real [B, K] bool. Every real query sees every real key; there are no
+    shared positions, so prev_token, self_mass, mean_distance and local_mass are NaN and
+    received[j] averages over all real queries (no i == j term). sink_mass = mass on each
+    row's first real key.
+    """
+    a = attn.to(dtype)
+    b, h, q, k = a.shape
+    wq = q_real.to(dtype)[:, None, :]  # [B, 1, Q]
+    ent = -torch.xlogy(a, a).sum(-1)  # [B, H, Q]
+    n_vis = k_real.to(dtype).sum(-1)[:, None, None].expand(b, 1, q)  # [B, 1, Q]
+    use = wq * (n_vis >= 2).to(dtype)
+    first = k_real.to(dtype).argmax(1)  # [B]
+    sink = a[torch.arange(b), :, :, first]  # [B, H, Q]
+
+    def mean(x, w):
+        return (x * w).sum((0, 2)) / w.expand_as(x).sum((0, 2)).clamp(min=1)
+
+    nan = torch.full((h,), float("nan"), dtype=dtype)
+    support = (q_real.to(dtype).sum(1)[:, None] * k_real.to(dtype))[:, None, :]  # [B, 1, K]
+    return {
+        "entropy": mean(ent, wq), "entropy_norm": mean(ent / n_vis.clamp(min=2).log(), use),
+        "sink_mass": mean(sink, wq), "prev_token": nan, "self_mass": nan, "mean_distance": nan,
+        "local_mass": nan, "received": (a * wq[..., None]).sum(2), "support": support,
+    }
