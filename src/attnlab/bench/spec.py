@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import OptionError, SpecError
+
 DENSE = "sdpa"
 BENCH_OPTIONS = ("repeats", "needles", "min_length", "max_length")
 
@@ -79,7 +81,7 @@ def parse_kernel(text: str) -> KernelSpec:
     for opt in options:
         key, eq, value = opt.partition("=")
         if not eq or key not in BENCH_OPTIONS or not value.strip().isdigit():
-            raise ValueError(f"bad bench option {opt!r} in {text!r}; valid: "
+            raise SpecError(f"bad bench option {opt!r} in {text!r}; valid: "
                              + ", ".join(f"@{o}=N" for o in BENCH_OPTIONS))
         bench[key] = int(value)
     return KernelSpec(core.strip(), name, params, bench.get("repeats"), bool(bench.get("needles", 1)),
@@ -92,7 +94,7 @@ def parse_kernels(text: str) -> list[KernelSpec]:
     labels = [s.label for s in specs]
     dupes = sorted({lab for lab in labels if labels.count(lab) > 1})
     if dupes:
-        raise ValueError(f"kernel(s) listed twice: {', '.join(dupes)}")
+        raise OptionError(f"kernel(s) listed twice: {', '.join(dupes)}")
     dense = [s for s in specs if s.label == DENSE]
     return (dense or [KernelSpec(DENSE, DENSE, {})]) + [s for s in specs if s.label != DENSE]
 
@@ -102,9 +104,9 @@ def parse_ints(text: str, what: str) -> tuple[int, ...]:
     try:
         values = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise ValueError(f"bad {what} {text!r}; expected integers like 2048,4096") from None
+        raise OptionError(f"bad {what} {text!r}; expected integers like 2048,4096") from None
     if not values or min(values) <= 0:
-        raise ValueError(f"bad {what} {text!r}; expected positive integers")
+        raise OptionError(f"bad {what} {text!r}; expected positive integers")
     return values
 
 
@@ -132,12 +134,12 @@ class BenchConfig:
 
     def validate(self) -> None:
         if self.repeats < 1:
-            raise ValueError("--repeats must be >= 1")
+            raise OptionError("--repeats must be >= 1")
         if self.needles < 0:
-            raise ValueError("--needles must be >= 0")
+            raise OptionError("--needles must be >= 0")
         if self.needles and self.needles < len(self.needle_lengths):
-            raise ValueError(f"--needles {self.needles} is fewer than one per needle length")
+            raise OptionError(f"--needles {self.needles} is fewer than one per needle length")
         if self.threads < 0:
-            raise ValueError("--threads must be >= 0")
+            raise OptionError("--threads must be >= 0")
         if self.ppl_last is not None and self.ppl_last < 2:
-            raise ValueError("--ppl-last must be >= 2")
+            raise OptionError("--ppl-last must be >= 2")

@@ -16,6 +16,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import InputError, OptionError
+
 TASKS = {  # measured zero-shot on SmolLM2-135M, first 50 items (benchmarks/steer_task_screen.py)
     "emoji_movie": "which of 5 movies an emoji string describes (0.66 vs chance 0.20)",
     "general_knowledge": "everyday facts, ~7.6 choices (0.48 vs chance 0.13)",
@@ -40,14 +42,27 @@ def load_task(name: str, split: str = "all", limit: int | None = None) -> list[I
     same split on every machine); limit keeps the first `limit` items of that split.
     """
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
-    data = json.loads(_task_path(name).read_text())
+        raise OptionError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+    data = _read_json(_task_path(name))
     items = [it for ex in data.get("examples", []) if (it := _item(data, ex)) is not None]
     if not items:
-        raise ValueError(f"task {name!r} has no multiple-choice examples (target_scores)")
+        raise InputError(f"task {name!r} has no multiple-choice examples (target_scores)")
     if split != "all":
         items = [it for it in items if _split_of(it) == split]
     return items[:limit] if limit else items
+
+
+def _read_json(path: Path) -> dict:
+    """A task.json as a dict; unreadable or malformed files are an InputError."""
+    from ..text import read_text
+
+    try:
+        data = json.loads(read_text(path, "--task"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--task: {path} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"--task: {path} is not a BIG-bench task (a JSON object with 'examples')")
+    return data
 
 
 def _task_path(name: str) -> Path:

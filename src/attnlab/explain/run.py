@@ -62,10 +62,28 @@ METHODS = {
 
 
 def check_methods(methods) -> tuple:
+    """The methods as a tuple; OptionError for an unknown one or none at all."""
+    from ..errors import OptionError
+
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; valid: {', '.join(METHODS)}")
+        raise OptionError(f"unknown method(s) {unknown}; valid: {', '.join(METHODS)}")
+    if not methods:
+        raise OptionError(f"give at least one method; valid: {', '.join(METHODS)}")
     return tuple(methods)
+
+
+def check_case(passages, question: str, answer: str | None, agg: str = "topk") -> None:
+    """OptionError / InputError for what explain_context would refuse, told before any model loads."""
+    from ..errors import InputError, OptionError
+    from .traceback import AGGREGATIONS
+
+    if agg not in AGGREGATIONS:
+        raise OptionError(f"unknown aggregation {agg!r}; valid: {', '.join(AGGREGATIONS)}")
+    if not passages or any(not p.strip() for p in passages):
+        raise InputError("the context needs at least one passage, none of them blank")
+    if not question.strip() or (answer is not None and not answer.strip()):
+        raise OptionError("--question and --answer must not be blank")
 
 
 def _ranking(scores) -> list:
@@ -179,18 +197,22 @@ def _add_ablation(result, model, ctx, progress) -> None:
 
 def read_context(path) -> list:
     """Passages from a file: .json (a list of strings, or {"passages": [...]}) or plain text
-    (blocks separated by '---' lines, else by blank lines)."""
+    (blocks separated by '---' lines, else by blank lines). Unreadable files: InputError."""
     import json
-    from pathlib import Path
 
+    from ..errors import InputError
+    from ..text import read_text
     from .context import split_passages
 
-    text = Path(path).read_text(encoding="utf-8")
+    text = read_text(path, "--context")
     if str(path).endswith(".json"):
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"--context: {path} is not valid JSON ({exc})") from None
         passages = data.get("passages") if isinstance(data, dict) else data
         if not isinstance(passages, list) or not all(isinstance(p, str) for p in passages):
-            raise ValueError(f"{path}: expected a JSON list of strings or {{\"passages\": [...]}}")
+            raise InputError(f"{path}: expected a JSON list of strings or {{\"passages\": [...]}}")
         return passages
     return split_passages(text)
 
@@ -208,6 +230,7 @@ def explain_file(context, question: str, answer: str | None = None, methods=DEFA
 
     passages = read_context(context)
     check_methods(methods)
+    check_case(passages, question, answer, opts.get("agg", "topk"))
     m, tok = load(model)
     data = explain_context(m, tok, passages, question, answer, methods, progress=progress, **opts)
     data["model"] = model or "smollm2-135m"

@@ -43,18 +43,29 @@ KERNELS: dict[str, Kernel] = {
 
 def get_kernel(name: str) -> Kernel:
     """The kernel called `name`; an unknown name is an error that lists the valid ones."""
+    from ..errors import SpecError
+
     if name not in KERNELS:
-        raise ValueError(f"unknown kernel {name!r}; valid kernels: {', '.join(sorted(KERNELS))}")
+        raise SpecError(f"unknown kernel {name!r}; valid kernels: {', '.join(sorted(KERNELS))}")
     return KERNELS[name]
 
 
 def check_params(name: str, params: dict) -> dict:
-    """Validate kernel parameters by name; returns them unchanged."""
+    """Validate kernel parameters by name and by type (from the signature); returns them unchanged."""
+    from ..errors import SpecError
+    from ..spec import allowed_types, check_type, type_names
+
     valid = get_kernel(name).params()
     unknown = sorted(set(params) - set(valid))
     if unknown:
         listed = ", ".join(valid) or "none"
-        raise ValueError(f"kernel {name!r} has no parameter(s) {unknown}; its parameters: {listed}")
+        raise SpecError(f"kernel {name!r} has no parameter(s) {unknown}; its parameters: {listed}")
+    sig = inspect.signature(get_kernel(name).forward).parameters
+    for key, value in params.items():
+        types = allowed_types(sig[key].annotation, sig[key].default)
+        if not check_type(value, types):
+            raise SpecError(f"kernel {name!r}: {key}={value!r} is not {type_names(types)} "
+                            f"(default {sig[key].default!r})")
     return params
 
 
