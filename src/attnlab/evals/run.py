@@ -8,23 +8,52 @@ bootstrap interval.
 
 from __future__ import annotations
 
+from ..errors import OptionError, SpecError
 from .bootstrap import accuracy_ci, paired_delta_ci
 from .scoring import NORMS, score
-from .tasks import chance, load_task
+from .tasks import SPLITS, chance, load_task
+
+
+def _needs_probs(modifier) -> bool:
+    return any(callable(getattr(modifier, k, None)) for k in ("scores", "probs"))
 
 
 def pick_kernel(modifiers, kernel: str | None) -> str:
-    """The kernel to run: as given, else eager if any modifier changes scores/probs, else sdpa."""
+    """The kernel spec to run: as given, else eager if any modifier changes scores/probs, else sdpa."""
     if kernel is not None:
         return kernel
-    needs = any(callable(getattr(m, k, None)) for m in modifiers for k in ("scores", "probs"))
-    return "eager" if needs else "sdpa"
+    return "eager" if any(_needs_probs(m) for m in modifiers) else "sdpa"
+
+
+def check_kernel(kernel: str | None, modifiers=()) -> None:
+    """SpecError for a bad kernel spec ('eager:block_size=256') or one that cannot serve the
+    modifiers (a probability-level modifier on a kernel without probabilities)."""
+    from ..kernels import KERNELS, get_kernel, parse_spec
+
+    if kernel is None:
+        return
+    name, _ = parse_spec(kernel)
+    needing = sorted({type(m).__name__ for m in modifiers if _needs_probs(m)})
+    if needing and not get_kernel(name).exposes_probs:
+        valid = ", ".join(sorted(n for n, k in KERNELS.items() if k.exposes_probs))
+        raise SpecError(f"kernel {name!r} does not expose attention scores/probabilities, which "
+                        f"{', '.join(needing)} need; use one of: {valid}")
+
+
+def check_options(split: str = "all", norm: str = "sum", limit: int | None = None) -> None:
+    """OptionError for a bad split, normalisation or limit (before any model is loaded)."""
+    if split not in SPLITS:
+        raise OptionError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+    if norm not in NORMS:
+        raise OptionError(f"unknown normalisation {norm!r}; valid: {', '.join(NORMS)}")
+    if limit is not None and limit < 1:
+        raise OptionError(f"--limit must be >= 1, got {limit}")
 
 
 def summarize(items, base, steered=None, norm: str = "sum") -> dict:
     """Accuracy (+ CI) of the baseline Scores, and of the steered ones with the paired delta."""
     if norm not in NORMS:
-        raise ValueError(f"unknown normalisation {norm!r}; valid: {', '.join(NORMS)}")
+        raise OptionError(f"unknown normalisation {norm!r}; valid: {', '.join(NORMS)}")
     b = base.correct(items, norm)
     out = {"n": len(items), "chance": chance(items), "norm": norm, "baseline": accuracy_ci(b)}
     if steered is not None:
@@ -37,13 +66,16 @@ def summarize(items, base, steered=None, norm: str = "sum") -> dict:
 
 
 def evaluate(model, tokenizer, task: str, modifiers=(), specs=(), split: str = "all", limit: int | None = None,
-             norm: str = "sum", kernel: str | None = None, batch_size: int = 16, progress=None) -> dict:
+             norm: str = "sum", kernel: str | None = None, batch_size: int = 16, progress=None,
+             items=None) -> dict:
     """Baseline (and, with modifiers, steered) accuracy on `task`, paired on the same items.
 
+    kernel: a kernel spec ('eager', 'eager:block_size=256'; default: see pick_kernel).
     specs: the modifiers' text forms, only recorded in the result. progress: optional
-    callable(stage, done, total), stage 'baseline' or 'steered'.
+    callable(stage, done, total), stage 'baseline' or 'steered'. items: the task's items
+    when already loaded (load_task(task, split, limit)).
     """
-    items = load_task(task, split=split, limit=limit)
+    items = load_task(task, split=split, limit=limit) if items is None else items
     kernel = pick_kernel(modifiers, kernel)
     step = (lambda stage: (lambda d, t: progress(stage, d, t))) if progress else (lambda stage: None)
     base = score(model, tokenizer, items, (), kernel, batch_size, step("baseline"))

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import OptionError
+
 NORMS = ("sum", "mean")
 
 
@@ -27,7 +29,7 @@ class Scores:
 
     def predictions(self, norm: str = "sum") -> list[int]:
         if norm not in NORMS:
-            raise ValueError(f"unknown normalisation {norm!r}; valid: {', '.join(NORMS)}")
+            raise OptionError(f"unknown normalisation {norm!r}; valid: {', '.join(NORMS)}")
         preds = []
         for lp, n in zip(self.logp, self.n):
             vals = lp if norm == "sum" else [a / b for a, b in zip(lp, n)]
@@ -82,10 +84,19 @@ def _prepare(modifiers, tokenizer, items, rows, Tp: int, T: int) -> None:
         m.prepare(tokenizer, [items[i].prompt for i in rows], offsets)
 
 
+def _kernel_spec(kernel: str) -> tuple[str, dict]:
+    """'eager:block_size=256' -> ('eager', {'block_size': 256}), validated."""
+    from ..kernels import parse_spec
+
+    return parse_spec(kernel)
+
+
 def _score_batch(model, tokenizer, items, enc, modifiers, pad_id) -> list[list[float]]:
     """Summed choice log-probabilities of a batch of items: the prompts run once (left-padded),
     their KV cache is repeated per choice, then all choices run as one right-padded extension."""
     from transformers import DynamicCache
+
+    from ..models import cache_kwarg
 
     p_ids, p_mask = _left_pad([p for p, _ in enc], pad_id)  # [n, Tp]
     owner = [i for i, (_, cs) in enumerate(enc) for _ in cs]  # item of each choice row
@@ -94,7 +105,7 @@ def _score_batch(model, tokenizer, items, enc, modifiers, pad_id) -> list[list[f
     _prepare(modifiers, tokenizer, items, list(range(len(enc))), Tp, Tp)
     cache = DynamicCache(config=model.config)
     first = model(input_ids=p_ids, attention_mask=p_mask, position_ids=(p_mask.cumsum(-1) - 1).clamp_min(0),
-                  past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]  # [n, V]
+                  **{cache_kwarg(model): cache}, use_cache=True, logits_to_keep=1).logits[:, -1]  # [n, V]
     cache.batch_select_indices(torch.tensor(owner))
     c_ids = torch.full((len(choices), Tc), pad_id, dtype=torch.long)
     c_mask = torch.zeros(len(choices), Tc, dtype=torch.long)
@@ -105,7 +116,7 @@ def _score_batch(model, tokenizer, items, enc, modifiers, pad_id) -> list[list[f
     start = p_mask.sum(-1)[rows, None]  # [R, 1] real prompt length = first choice position
     pos = start + torch.arange(Tc)[None]
     logits = model(input_ids=c_ids, attention_mask=torch.cat([p_mask[rows], c_mask], 1), position_ids=pos,
-                   past_key_values=cache, use_cache=True).logits  # [R, Tc, V]
+                   **{cache_kwarg(model): cache}, use_cache=True).logits  # [R, Tc, V]
     logp = torch.log_softmax(torch.cat([first[rows, None], logits[:, :-1]], 1).float(), -1)  # predicts c_ids
     got = logp.gather(-1, c_ids[..., None])[..., 0] * c_mask  # [R, Tc]
     flat, out = got.sum(-1).tolist(), [[] for _ in enc]
@@ -117,15 +128,18 @@ def _score_batch(model, tokenizer, items, enc, modifiers, pad_id) -> list[list[f
 def score(model, tokenizer, items, modify=(), kernel: str = "eager", batch_size: int = 16, progress=None) -> Scores:
     """Log-likelihood of every choice of every item, under attach(kernel, modify).
 
+    kernel: a kernel name or spec with parameters, e.g. 'eager:block_size=256'.
+
     batch_size: items per forward (each item's choices ride along on its prompt's cache).
     progress: optional callable(n_done_items, n_total) called after each batch.
     """
     from ..core.session import attach
 
+    name, params = _kernel_spec(kernel)
     enc = _encode(tokenizer, items)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     logp = []
-    with torch.inference_mode(), attach(model, kernel=kernel, modify=modify):
+    with torch.inference_mode(), attach(model, kernel=name, modify=modify, **params):
         for b in range(0, len(items), batch_size):
             logp += _score_batch(model, tokenizer, items[b:b + batch_size], enc[b:b + batch_size], modify, pad_id)
             if progress is not None:
