@@ -11,18 +11,18 @@ def print_report(report: dict) -> None:
     """The rich table of one benchmark run (plus the needle and summary lines)."""
     from rich.table import Table
 
-    from .output import console
+    from .output import console, esc
 
     def fmt(v, spec):
         return "-" if v is None else format(v, spec)
 
-    table = Table(title=f"attnlab bench: {report['config']['model']} on {report['config']['corpus']}")
+    table = Table(title=esc(f"attnlab bench: {report['config']['model']} on {report['config']['corpus']}"))
     cols = ("kernel", "len", "prefill s", "speed-up", "attn %", "attn x", "ppl", "ppl Δ%", "KL", "needles %",
             "decode tok/s", "peak MB", "prefill MB", "density")
     for col in cols:
         table.add_column(col, justify="left" if col == "kernel" else "right")
     for r in report["rows"]:
-        table.add_row(r["kernel"], str(r["length"]), fmt(r["prefill_s"], ".2f"), fmt(r["speedup"], ".2f"),
+        table.add_row(esc(r["kernel"]), str(r["length"]), fmt(r["prefill_s"], ".2f"), fmt(r["speedup"], ".2f"),
                       fmt(100 * r["attention_share"], ".0f"), fmt(r["attention_speedup"], ".2f"),
                       fmt(r["ppl"], ".3f"), fmt(r["ppl_change_pct"], "+.2f"),
                       fmt(r["kl"], ".4f"), fmt(r["needle_acc"], ".0f"), fmt(r["decode_tok_s"], ".1f"),
@@ -33,13 +33,13 @@ def print_report(report: dict) -> None:
     out.print(table)
     for label, n in report["needles"].items():
         delta = "" if n["delta_pts"] is None else f" ({n['delta_pts']:+.0f} pts vs sdpa)"
-        out.print(f"needles {label}: {n['accuracy']:.0f}% of {n['n']}{delta}")
+        out.print(f"needles {label}: {n['accuracy']:.0f}% of {n['n']}{delta}", markup=False)
     for error in report.get("errors", []):
-        out.print(f"[red]failed:[/] {error}", highlight=False)
+        out.print(f"[red]failed:[/] {esc(error)}", highlight=False)
     for length, best in report["summary"]["best"].items():
         pick = best["best_quality_kept"]
         text = f"{pick['kernel']} x{pick['speedup']:.2f}" if pick else "none keeps quality"
-        out.print(f"best sparse kernel at {length} with ppl <= +2% and needles >= -5 pts: {text}")
+        out.print(f"best sparse kernel at {length} with ppl <= +2% and needles >= -5 pts: {text}", markup=False)
 
 
 def _progress_bar():
@@ -78,24 +78,28 @@ def register(app: typer.Typer) -> None:
         """Perplexity, KL and needles vs dense; prefill time, decode speed, peak RSS, density."""
         from ..bench.run import BenchError, run_bench
         from ..bench.spec import BenchConfig, parse_ints, parse_kernels
-        from .output import fail
+        from .output import FORMATS, esc, fail
 
         def build():
-            return BenchConfig(out=out, model=model, kernels=parse_kernels(kernels),
-                               lengths=parse_ints(lengths, "--lengths"), corpus=corpus, needles=needles,
-                               needle_lengths=parse_ints(needle_lengths, "--needle-lengths"), repeats=repeats,
-                               decode_steps=decode_steps, ppl_last=ppl_last or None,
-                               threads=threads, isolate=isolate,
-                               keep_going=keep_going)
+            from ..models import locate
 
+            locate(model)
+            config = BenchConfig(out=out, model=model, kernels=parse_kernels(kernels),
+                                 lengths=parse_ints(lengths, "--lengths"), corpus=corpus, needles=needles,
+                                 needle_lengths=parse_ints(needle_lengths, "--needle-lengths"), repeats=repeats,
+                                 decode_steps=decode_steps, ppl_last=ppl_last or None,
+                                 threads=threads, isolate=isolate, keep_going=keep_going)
+            config.validate()
+            return config
+
+        if fmt not in FORMATS:
+            fail(f"unknown --format {fmt!r}; valid: {', '.join(FORMATS)}")
         config = guarded(build)
-        if fmt not in ("table", "json"):
-            fail(f"unknown --format {fmt!r}; valid: table, json")
         with _progress_bar() as bar:
             task = bar.add_task("bench", total=None)
 
             def progress(done, total, text):
-                bar.update(task, completed=done, total=total, description=text)
+                bar.update(task, completed=done, total=total, description=esc(text))
 
             try:
                 report = guarded(lambda: run_bench(config, progress))

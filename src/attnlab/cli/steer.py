@@ -27,13 +27,14 @@ def _comparison_rows(res: dict) -> list[tuple[str, str]]:
 
 
 def _print_rows(title: str, rows) -> None:
+    """A two-column table; title and cells print literally (task names and specs are user text)."""
     from rich.table import Table
 
-    from .output import console
+    from .output import console, esc
 
-    table = Table(title=title, show_header=False)
+    table = Table(title=esc(title), show_header=False)
     for k, v in rows:
-        table.add_row(k, v)
+        table.add_row(esc(k), esc(v))
     console().print(table)
 
 
@@ -58,13 +59,50 @@ def _progress():
     return Progress(transient=True, console=Console(stderr=True))
 
 
-def _check_specs(specs) -> None:
-    """Fail on a bad --modify before loading a model (kind= specs are checked after loading)."""
-    from ..steer.spec import parse_modifier, split_spec
+def _tick(bar, job, describe):
+    """The progress callback(stage, done, total) of one bar task; describe(stage) -> its text."""
+    from .output import esc
 
-    for spec in specs:
-        if not {"kind", "top"} & set(split_spec(spec)[1]):
-            parse_modifier(spec)
+    return lambda stage, d, t: bar.update(job, description=esc(describe(stage)), completed=d, total=t)
+
+
+def _check_eval(task, modify, split, norm, limit, kernel, model, fmt):
+    """Every option of `attnlab eval` checked before the model loads; returns the task's items."""
+    from ..evals.run import check_kernel, check_options
+    from ..evals.tasks import load_task
+    from ..models import locate
+    from ..steer.spec import check_modifier
+
+    _check_format(fmt)
+    check_options(split, norm, limit)
+    check_kernel(kernel, [check_modifier(spec) for spec in modify])
+    locate(model)
+    return load_task(task, split=split, limit=limit)
+
+
+def _check_format(fmt: str) -> None:
+    from ..errors import OptionError
+    from .output import FORMATS
+
+    if fmt not in FORMATS:
+        raise OptionError(f"unknown --format {fmt!r}; valid: {', '.join(FORMATS)}")
+
+
+def _check_steer(task, search, steps, group, norm, limit, model, fmt) -> None:
+    """Every option of `attnlab steer` checked before the model loads."""
+    from ..errors import OptionError
+    from ..evals.run import check_options
+    from ..evals.tasks import load_task
+    from ..models import locate
+
+    if not search:
+        raise OptionError("nothing to do: pass --search (or try a setting with `attnlab eval --modify`)")
+    if steps < 1 or group < 1:
+        raise OptionError("--steps and --group must be >= 1")
+    _check_format(fmt)
+    check_options("all", norm, limit)
+    locate(model)
+    load_task(task, split="dev", limit=limit)
 
 
 def _modifiers(specs, model, tok):
@@ -83,7 +121,9 @@ def register(app: typer.Typer) -> None:
         limit: Optional[int] = typer.Option(None, "--limit", help="first N items (of the split)"),
         split: str = typer.Option("all", "--split", help="all, dev or test (fixed halves)"),
         norm: str = typer.Option("sum", "--norm", help="choice score: sum or mean (per token) log-likelihood"),
-        kernel: Optional[str] = typer.Option(None, "--kernel", help="default: eager if a modifier needs probabilities, else sdpa"),
+        kernel: Optional[str] = typer.Option(None, "--kernel",
+                                             help="kernel name or spec, e.g. eager:block_size=256 "
+                                                  "(default: eager if a modifier needs probabilities, else sdpa)"),
         model: Optional[str] = typer.Option(None, "--model", help="embedded name, folder or .gguf"),
         fmt: str = typer.Option("table", "--format", help="table or json"),
     ):
@@ -91,14 +131,14 @@ def register(app: typer.Typer) -> None:
         from ..evals.run import evaluate
         from ..models import load
 
+        items = guarded(lambda: _check_eval(task, modify, split, norm, limit, kernel, model, fmt))
+
         def run():
-            _check_specs(modify)
             m, tok = load(model)
             mods = _modifiers(modify, m, tok)
             with _progress() as bar:
-                job = bar.add_task("scoring", total=None)
-                tick = lambda stage, d, t: bar.update(job, description=stage, completed=d, total=t)
-                return evaluate(m, tok, task, mods, modify, split, limit, norm, kernel, progress=tick)
+                tick = _tick(bar, bar.add_task("scoring", total=None), str)
+                return evaluate(m, tok, task, mods, modify, split, limit, norm, kernel, progress=tick, items=items)
 
         emit(guarded(run), fmt, _eval_table)
 
@@ -118,15 +158,12 @@ def register(app: typer.Typer) -> None:
         from ..models import load
         from ..steer.spec import parse_modifier
 
+        guarded(lambda: _check_steer(task, search, steps, group, norm, limit, model, fmt))
+
         def run():
-            if not search:
-                raise ValueError("nothing to do: pass --search (or try a setting with `attnlab eval --modify`)")
-            if steps < 1 or group < 1:
-                raise ValueError("--steps and --group must be >= 1")
             m, tok = load(model)
             with _progress() as bar:
-                job = bar.add_task("search", total=None)
-                tick = lambda s, d, t: bar.update(job, description=f"step {s}", completed=d, total=t)
+                tick = _tick(bar, bar.add_task("search", total=None), lambda s: f"step {s}")
                 return run_search(m, tok, task, parse_modifier, steps, limit, norm, group=group, progress=tick)
 
         emit(guarded(run), fmt, _search_table)
