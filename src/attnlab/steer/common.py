@@ -20,8 +20,10 @@ from ..core.call import AttnCall
 class Block:
     """Where a query block sits: absolute query positions and each batch row's first key."""
 
-    q_pos: torch.Tensor  # [q] absolute key position of each query in the block
-    start: torch.Tensor  # [B] first non-padding key of each batch row (the sink token)
+    q_pos: torch.Tensor  # [q] absolute position of each query in the block
+    start: torch.Tensor  # [B] first non-padding key of each batch row (the sink token), a key index
+    k_pos: torch.Tensor | None = None  # [K] absolute position of each key; None for cross-attention
+    site: object = None
 
 
 def on_heads(call: AttnCall, q_start: int, probs: torch.Tensor, heads, rule) -> torch.Tensor:
@@ -30,14 +32,15 @@ def on_heads(call: AttnCall, q_start: int, probs: torch.Tensor, heads, rule) -> 
     The rule gets visible as bool [B|1, 1, q, K] (it broadcasts over heads). When every
     head is selected no copy of the selection is made.
     """
-    idx = heads.index(call.layer, call.num_heads)
+    idx = heads.index(call.layer, call.num_heads, call.site.name)
     if idx is None:
         return probs
     q = probs.shape[2]
     visible = call.visible(q_start, q_start + q)  # [B|1, 1|H, q, K]
     if visible.shape[1] != 1:
         visible = visible.index_select(1, idx.to(visible.device))
-    block = Block(torch.arange(q_start, q_start + q, device=probs.device) + call.q_offset, sequence_start(call))
+    k_pos = call.k_positions() if call.positional else None
+    block = Block(call.q_positions(q_start, q_start + q), sequence_start(call), k_pos, call.site)
     every = len(idx) == call.num_heads
     old = probs if every else probs.index_select(1, idx.to(probs.device))  # [B, h, q, K]
     new = rule(old, visible, block)
@@ -74,10 +77,13 @@ def renormalise(probs: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
 
 def key_mask(block: Block, shape, positions_fn) -> torch.Tensor:
     """bool [B|1, 1, q, K] (broadcasts over heads) from positions_fn(k_pos [K], q_pos [q, 1],
-    start [B, 1, 1, 1])."""
-    device = block.q_pos.device
-    k_pos = torch.arange(shape[-1], device=device)  # [K]
-    hit = positions_fn(k_pos, block.q_pos[:, None], block.start.view(-1, 1, 1, 1))
+    start [B, 1, 1, 1]) on absolute positions (a sliding-window cache's keys start late).
+    Cross-attention has no shared positions: a position rule there is an error."""
+    if block.k_pos is None:
+        raise ValueError(f"{block.site}: a position rule (recency, identity_mix) does not apply to "
+                         "cross-attention; select self-attention heads (e.g. layers=decoder:0-5)")
+    start = block.k_pos[block.start].view(-1, 1, 1, 1)  # first real key's position per row
+    hit = positions_fn(block.k_pos, block.q_pos[:, None], start)
     return hit if hit.dim() == 4 else hit[None, None]
 
 

@@ -16,7 +16,7 @@ class Temperature:
     heads: Heads
 
     def scores(self, call, q_start, scores):  # scores [B, H, q, K] fp32, hidden keys at the dtype minimum
-        idx = self.heads.index(call.layer, call.num_heads)
+        idx = self.heads.index(call.layer, call.num_heads, call.site.name)
         if idx is None:
             return scores
         idx = idx.to(scores.device)
