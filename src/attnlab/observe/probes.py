@@ -105,22 +105,25 @@ def _prefill_cache(model, ids: torch.Tensor):
     """KV cache of `ids` [1, T] from the model's own attention (only decode steps are observed)."""
     from transformers import DynamicCache
 
+    from ..models import cache_kwarg
+
     cache = DynamicCache(config=model.config)
     with torch.no_grad():
-        model(input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=cache, use_cache=True,
-              logits_to_keep=1)
+        model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1,
+              **{cache_kwarg(model): cache})
     return cache
 
 
 def _score_case(model, tokenizer, case):
     """(hits [L, H], events, generated text) of one needle case."""
     from ..core.session import attach
+    from ..models import cache_kwarg
 
     ids, needle_pos = _needle_positions(tokenizer, case)
     cache = _prefill_cache(model, ids[None, :-1])  # the prompt but its last token, stock attention
     rec = ArgmaxRecorder()
     with attach(model, kernel="eager", observe=[rec]), torch.no_grad():
-        out = model.generate(ids[None], attention_mask=torch.ones_like(ids)[None], past_key_values=cache,
+        out = model.generate(ids[None], attention_mask=torch.ones_like(ids)[None], **{cache_kwarg(model): cache},
                              do_sample=False, max_new_tokens=len(needle_pos) + 1,
                              pad_token_id=tokenizer.eos_token_id)
     new = out[0, ids.shape[0]:]  # [n_new]
