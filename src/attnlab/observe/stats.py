@@ -47,9 +47,10 @@ class _LayerSums:
     n_after: float = 0.0  # real queries with i >= 1 (sink_mass, prev_token)
 
 
-def _zeros(b: int, h: int, k: int) -> _LayerSums:
-    vec = [torch.zeros(h, dtype=torch.float64) for _ in range(8)]
-    return _LayerSums(*vec, received=torch.zeros(b, h, k, dtype=torch.float64), support=torch.zeros(b, 1, k))
+def _zeros(b: int, h: int, k: int, device=None) -> _LayerSums:
+    vec = [torch.zeros(h, dtype=torch.float64, device=device) for _ in range(8)]
+    return _LayerSums(*vec, received=torch.zeros(b, h, k, dtype=torch.float64, device=device),
+                      support=torch.zeros(b, 1, k, device=device))
 
 
 @dataclass
@@ -141,7 +142,7 @@ class HeadStats:
     def _begin(self, call, b: int, h: int) -> _Open:
         """Start a prefill call of call.layer: its sums (first call) and its per-query store."""
         if call.site not in self.layers:
-            self.layers[call.site] = _zeros(b, h, call.k_len)
+            self.layers[call.site] = _zeros(b, h, call.k_len, call.device)
             self.heads[call.site] = h
             if self.on_layer is not None:
                 self.on_layer(call.site)
@@ -183,8 +184,8 @@ class HeadStats:
         blo, bhi = max(lo, i0 - w + 1), min(lo + kk, i0 + q - 1 + w)  # the keys of the band
         key = (q, i0 - blo, bhi - blo)  # the band's shape in block coordinates
         if key not in self._bands:
-            i = torch.arange(i0, i0 + q, dtype=torch.float32)
-            j = torch.arange(blo, bhi, dtype=torch.float32)
+            i = torch.arange(i0, i0 + q, dtype=torch.float32, device=pk.device)
+            j = torch.arange(blo, bhi, dtype=torch.float32, device=pk.device)
             self._bands[key] = ((i[:, None] - j[None, :]).abs() < w).float().to(pk.device)  # [q, K'']
         return torch.einsum("bhqk,qk->bhq", pk[..., blo - lo:bhi - lo], self._bands[key])  # no copy of the slice
 
