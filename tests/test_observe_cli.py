@@ -10,7 +10,7 @@ from attnlab.cli import build_app
 from attnlab.observe.export import HEAD_FIELDS, heads_document, write_heads
 
 runner = CliRunner()
-TOP = {"layer", "head", "entropy", "entropy_norm", "sink_mass", "prev_token", "self_mass", "mean_distance",
+TOP = {"stack", "layer", "head", "entropy", "entropy_norm", "sink_mass", "prev_token", "self_mass", "mean_distance",
        "local_mass", "induction", "prev_token_probe", "retrieval", "retrieval_events", "kind", "top_received"}
 
 

@@ -198,6 +198,52 @@ def shape(name_or_path: str | os.PathLike | None = None, cache_dir=None) -> dict
             "context": getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)}
 
 
+KINDS = ("causal", "encoder", "encoder-decoder")
+
+
+def config_kind(config) -> str:
+    """"causal" (a decoder-only LM), "encoder-decoder" (T5, BART, ...) or "encoder" (BERT, ...)."""
+    if getattr(config, "is_encoder_decoder", False):
+        return "encoder-decoder"
+    archs = config.architectures or []
+    return "causal" if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs) else "encoder"
+
+
+def model_kind(name_or_path: str | os.PathLike | None = None, cache_dir=None) -> str:
+    """config_kind() of a model, read without loading its weights (see `KINDS`)."""
+    kind, where = locate(name_or_path)
+    if kind == "embedded":
+        return "causal" if where.causal else "encoder"
+    from transformers import AutoConfig
+
+    with quiet_transformers():
+        return config_kind(AutoConfig.from_pretrained(resolve(name_or_path, cache_dir)))
+
+
+def loaded_kind(model) -> str:
+    """config_kind() of a loaded model (a causal LM loaded as such, an encoder-decoder, or other)."""
+    if getattr(model.config, "is_encoder_decoder", False):
+        return "encoder-decoder"
+    return "causal" if model.can_generate() else "encoder"
+
+
+def trunk(model, inputs: dict | None = None):
+    """What to run when only attention matters: the base model without its LM head (whose
+    [T, vocab] logits are not needed), when it is a separate module that takes `inputs`'
+    keywords; else the model itself (T5's base_model is itself, CLIP's needs both towers)."""
+    import inspect
+
+    base = getattr(model, "base_model", None)
+    if base is None or base is model:
+        return model
+    if inputs:
+        params = inspect.signature(base.forward).parameters
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        if not takes_any and any(k not in params for k in inputs):
+            return model
+    return base
+
+
 @contextmanager
 def quiet_transformers():
     """Inside: no transformers progress bars ("Loading weights", GGUF conversion) and no
@@ -226,13 +272,15 @@ def load(name_or_path: str | os.PathLike | None = None, cache_dir=None, dtype=No
     ('smollm2-135m', 'gemma3-270m', 'minilm-l6'), a local HF folder or a .gguf file.
     """
     import torch
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     folder = resolve(name_or_path, cache_dir)
     with quiet_transformers():
         config = AutoConfig.from_pretrained(folder)
-        causal = any(a.endswith("ForCausalLM") for a in (config.architectures or []))
-        auto = AutoModelForCausalLM if causal else AutoModel
+        kind = config_kind(config)
+        auto = {"causal": AutoModelForCausalLM, "encoder-decoder": AutoModelForSeq2SeqLM}.get(kind, AutoModel)
+        if kind == "encoder-decoder" and type(config) not in AutoModelForSeq2SeqLM._model_mapping:
+            auto = AutoModel  # an encoder-decoder without a text-generation head (e.g. speech): its trunk
         model = auto.from_pretrained(folder, dtype=dtype or torch.float32, attn_implementation="sdpa")
         tokenizer = AutoTokenizer.from_pretrained(folder)
     model.eval()

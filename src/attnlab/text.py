@@ -53,3 +53,41 @@ def encode(model, tokenizer, text: str | list[str], max_tokens: int | None = Non
             raise InputError(f"text is {n} tokens, longer than {what}; shorten it or pass a smaller input")
         enc = {k: v[:, :cap] for k, v in enc.items()}
     return dict(enc)
+
+
+def teacher_forced(model, enc: dict) -> dict:
+    """enc plus the decoder side of an encoder-decoder model (no change for other models).
+
+    The decoder gets the same text shifted right by one, starting with the model's
+    `decoder_start_token_id` (teacher forcing: the decoder reads the input as if it were
+    producing it), so encoder, decoder and cross-attention all see the user's tokens:
+    decoder position i holds input token i - 1. Padding stays on the side the tokenizer
+    put it; `decoder_attention_mask` marks the decoder's real tokens.
+    """
+    import torch
+
+    cfg = model.config
+    if not getattr(cfg, "is_encoder_decoder", False) or "decoder_input_ids" in enc:
+        return enc
+    start = getattr(cfg, "decoder_start_token_id", None)
+    start = getattr(cfg, "pad_token_id", None) if start is None else start
+    if start is None:
+        raise InputError(f"{type(model).__name__} has no decoder_start_token_id to start its decoder with")
+    ids = enc["input_ids"]  # [B, T]
+    mask = enc.get("attention_mask")
+    mask = torch.ones_like(ids) if mask is None else mask
+    dec, dec_mask = torch.full_like(ids, start), torch.zeros_like(mask)
+    for b in range(ids.shape[0]):
+        real = mask[b].bool()
+        idx = real.nonzero().squeeze(1)  # the row's real positions, contiguous
+        row = torch.cat([ids.new_tensor([start]), ids[b, idx][:-1]])
+        dec[b, idx], dec_mask[b, idx] = row, 1
+    return {**enc, "decoder_input_ids": dec, "decoder_attention_mask": dec_mask}
+
+
+def real_masks(enc: dict):
+    """HeadStats' `real`: the attention mask, or per stack {"encoder", "decoder"} for an
+    encoder-decoder input (the decoder's queries are its own tokens)."""
+    if "decoder_attention_mask" not in enc:
+        return enc.get("attention_mask")
+    return {"encoder": enc.get("attention_mask"), "decoder": enc["decoder_attention_mask"]}

@@ -20,17 +20,27 @@ def _summary_table(data) -> None:
     out.print(f"[bold]{esc(data['model'])}[/] ({esc(lay['model'])}): {lay['layers']} layers x {lay['heads']} heads "
               f"({lay['kv_heads']} kv heads, head dim {lay['head_dim']}){window}; "
               f"{data['n_tokens']} tokens, {data['seconds']} s", highlight=False)
+    stacks = data.get("stacks") or {}
+    if len(stacks) > 1:  # an encoder-decoder (or vision + text): one column of kinds per stack
+        out.print("stacks: " + ", ".join(f"{s} ({v['layers']} layers x {v['heads']} heads)"
+                                         for s, v in stacks.items()), markup=False, highlight=False)
     kinds = Table(title="heads by kind")
     kinds.add_column("kind")
     kinds.add_column("heads", justify="right")
+    if len(stacks) > 1:
+        for stack in stacks:
+            kinds.add_column(esc(stack), justify="right")
     for kind, n in data["kinds"].items():
-        kinds.add_row(esc(kind), str(n))
+        per = [str(v["kinds"].get(kind, 0)) for v in stacks.values()] if len(stacks) > 1 else []
+        kinds.add_row(esc(kind), str(n), *per)
     out.print(kinds)
     sinks = Table(title="strongest sink tokens")
-    for col in ("position", "token", "heads fraction", "mean received"):
+    several = any("stack" in s for s in data["sinks"])
+    for col in (("tokens of",) if several else ()) + ("position", "token", "heads fraction", "mean received"):
         sinks.add_column(col)
     for s in data["sinks"]:
-        sinks.add_row(str(s["position"]), esc(repr(s["token"])), f"{s['heads_fraction']:.2f}", f"{s['mean_received']:.3f}")
+        sinks.add_row(*((esc(s["stack"]),) if several else ()), str(s["position"]), esc(repr(s["token"])),
+                      f"{s['heads_fraction']:.2f}", f"{s['mean_received']:.3f}")
     out.print(sinks)
     out.print("wrote " + ", ".join(data["files"]), markup=False, highlight=False)
 
@@ -55,7 +65,7 @@ def _progress_bar():
 
 
 def register(app: typer.Typer) -> None:
-    from .output import emit, guarded
+    from .output import emit, guarded, note
 
     @app.command("inspect")
     def inspect_cmd(
@@ -67,7 +77,7 @@ def register(app: typer.Typer) -> None:
         no_probes: bool = typer.Option(False, "--no-probes", help="skip the induction and retrieval probes"),
         png: bool = typer.Option(False, "--png", help="also write DIR/*.png figures of the head grids"),
         map_heads: Optional[str] = typer.Option(None, "--map-heads",
-                                                help="heads whose maps report.html embeds, e.g. 3.1,5.2 (default: 12 varied)"),
+                                                help="heads whose maps report.html embeds, e.g. 3.1,5.2 or decoder.cross:1.0 (default: 12 varied)"),
         fmt: str = typer.Option("table", "--format", help="table or json"),
     ):
         """Per-head attention statistics and head kinds; writes DIR/heads.csv and DIR/heads.json.
@@ -88,6 +98,8 @@ def register(app: typer.Typer) -> None:
             with bar:
                 data = inspect_model(model, out, text=text, max_tokens=max_tokens, probes=probes,
                                      command=command.strip(), progress=update)
+            for message in data.get("notes", []):
+                note(message)
             data["report"] = report_for_inspect(model, out, text, max_tokens, png=png, map_heads=map_heads)
             data["files"] += [data["report"]["report"], *data["report"]["pngs"]]
             return data
@@ -151,7 +163,7 @@ def _check_sizes(size: dict, max_tokens: int | None, heads) -> None:
     if max_tokens is not None and limit is not None and max_tokens > limit:
         raise OptionError(f"--max-tokens {max_tokens} is outside 1..{limit} (the model's context is {limit} tokens)")
     layers, per_layer = size["layers"] or 1 << 30, size["heads"] or 1 << 30  # unknown: not checked here
-    for layer, head in heads:
+    for *_, layer, head in heads:  # (stack, layer, head): checked against heads.json once it exists
         if not (0 <= layer < layers and 0 <= head < per_layer):
             raise OptionError(f"--map-heads: no head {layer}.{head}; layers 0..{size['layers'] - 1}, "
                               f"heads 0..{size['heads'] - 1}")

@@ -1,14 +1,22 @@
 """heads.json / heads.csv: the files `attnlab inspect` writes (the HTML report reads them).
 
-heads.json schema (SCHEMA_VERSION 1):
+heads.json schema (SCHEMA_VERSION 2; version 1 had no "stack"):
   {"model": str, "n_tokens": int, "kernel": str, "created": ISO-8601 UTC time,
    "command": str, "params": {...},
    "tokens": [token text, ...],                       # the input, one entry per token
-   "heads": [{"layer", "head", "entropy", "entropy_norm", "sink_mass", "prev_token",
+   "stacks": [site name, ...],                        # in the order the model runs them
+   "stack_tokens": {"decoder": [token text, ...]},   # only stacks whose tokens differ
+                                                      # (an encoder-decoder's decoder input)
+   "notes": [text, ...],                              # e.g. why the probes were skipped
+   "heads": [{"stack", "layer", "head", "entropy", "entropy_norm", "sink_mass", "prev_token",
               "self_mass", "mean_distance", "local_mass", "induction", "prev_token_probe",
               "retrieval", "retrieval_events", "kind",
               "top_received": [{"position", "token", "value"}, ...]}, ...],
    "sinks": [{"position", "token", "heads_fraction", "mean_received"}, ...]}
+"stack" is the site name: "decoder" (a causal LM), "encoder" (BERT), or per stack of an
+encoder-decoder "encoder", "decoder", "decoder.cross" (cross-attention: its rows are
+decoder tokens, its keys and top_received the encoder's tokens). With several stacks
+every sink also has a "stack": whose tokens its position counts ("encoder" / "decoder").
 Missing probe scores are null. heads.csv holds the scalar columns of "heads".
 Both files are written under temporary names and renamed when complete, so an error
 never leaves a partial file behind.
@@ -23,8 +31,8 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-SCHEMA_VERSION = 1
-HEAD_FIELDS = ("layer", "head", "entropy", "entropy_norm", "sink_mass", "prev_token", "self_mass",
+SCHEMA_VERSION = 2
+HEAD_FIELDS = ("stack", "layer", "head", "entropy", "entropy_norm", "sink_mass", "prev_token", "self_mass",
                "mean_distance", "local_mass", "induction", "prev_token_probe", "retrieval",
                "retrieval_events", "kind")
 
@@ -43,6 +51,7 @@ def heads_document(df, model: str, kernel: str = "eager", command: str = "", par
     heads = []
     for row in df.to_dict("records"):
         entry = {f: _clean(row.get(f, float("nan"))) for f in HEAD_FIELDS}
+        entry["stack"] = entry["stack"] or "decoder"
         if entry["retrieval_events"] is not None:
             entry["retrieval_events"] = int(entry["retrieval_events"])
         entry["top_received"] = list(row.get("top_received") or [])
@@ -57,6 +66,9 @@ def heads_document(df, model: str, kernel: str = "eager", command: str = "", par
         "command": command,
         "params": {**df.attrs.get("params", {}), **(params or {})},
         "tokens": list(df.attrs.get("tokens", [])),
+        "stacks": list(dict.fromkeys(h["stack"] for h in heads)),
+        **({"stack_tokens": df.attrs["stack_tokens"]} if df.attrs.get("stack_tokens") else {}),
+        "notes": list(df.attrs.get("notes", [])),
         "heads": heads,
         "sinks": list(df.attrs.get("sinks", [])),
     }

@@ -62,10 +62,15 @@ def inspect_model(model_name: str | None, out_dir, text: str | None = None, max_
               "thresholds": df.attrs.get("thresholds", {})}
     doc = heads_document(df, name, "eager", command, params)
     csv_path, json_path = write_heads(df, out_dir, doc)
+    stacks = {stack: {"layers": int(g["layer"].nunique()), "heads": int(g["head"].nunique()),
+                      "kinds": dict(Counter(g["kind"]).most_common())}
+              for stack, g in df.groupby("stack", sort=False)}
     return {
         "model": name,
         "n_tokens": doc["n_tokens"],
         "files": [str(csv_path), str(json_path)],
+        "stacks": stacks,
+        "notes": doc["notes"],
         "kinds": dict(Counter(df["kind"]).most_common()),
         "sinks": doc["sinks"][:5],
         "layout": layout_summary(model),

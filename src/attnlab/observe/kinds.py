@@ -7,7 +7,13 @@ A head gets the first kind whose rule it meets, in this order (THRESHOLDS):
   sink            sink_mass >= 0.5 (half of every query's attention on the first token)
   local           local_mass >= 0.5 (half the attention within `local_window` tokens)
   global          everything else (attention spread far back)
-Missing probe scores (NaN: probes skipped, or retrieval on an encoder) never match.
+Missing probe scores (NaN: probes skipped) never match.
+
+Stacks: every stack (encoder, decoder, ...) is labelled by the same rules. Cross-attention
+heads (`decoder.cross`) have no previous token, own position or distance (their keys are
+the encoder's tokens), so only `sink` (half the attention on the first encoder token) and
+`global` can match there. The probes run on decoder-only causal LMs only (`probe_skip`):
+an encoder or an encoder-decoder gets kinds from its statistics alone.
 """
 
 from __future__ import annotations
@@ -52,7 +58,8 @@ def add_kinds(df, probes=None):
     """df with the probe columns merged in (NaN when absent) and a `kind` column."""
     attrs = dict(df.attrs)
     if probes is not None:
-        df = df.merge(probes, on=["layer", "head"], how="left")
+        on = ["stack", "layer", "head"] if "stack" in df and "stack" in probes else ["layer", "head"]
+        df = df.merge(probes, on=on, how="left")
     else:
         df = df.copy()
     for col in PROBE_COLUMNS:
@@ -63,9 +70,23 @@ def add_kinds(df, probes=None):
     return df
 
 
+def probe_skip(model) -> str | None:
+    """Why the probes cannot run on `model` (None: they can). Induction needs causal
+    self-attention (an encoder sees the answer ahead) and retrieval greedy generation
+    from one stack: both are defined for decoder-only causal LMs only."""
+    from ..models import loaded_kind
+
+    kind = loaded_kind(model)
+    if kind == "causal":
+        return None
+    what = "an encoder-decoder" if kind == "encoder-decoder" else "an encoder (non-causal)"
+    return (f"induction and retrieval probes skipped: they need a decoder-only causal LM and "
+            f"{type(model).__name__} is {what}; head kinds come from the statistics alone")
+
+
 def run_probes(model, tokenizer, n_needles: int = 4, needle_length: int = 1024, induction_length: int = 64,
                seed: int = 0, progress=None):
-    """DataFrame[layer, head, induction, prev_token_probe, retrieval, retrieval_events].
+    """DataFrame[stack, layer, head, induction, prev_token_probe, retrieval, retrieval_events].
 
     Retrieval needs a generative model whose context holds `needle_length` tokens; for
     others (encoders) its columns are NaN / 0 events.
@@ -93,18 +114,22 @@ def head_kinds(model, tokenizer, text=None, stats=None, probes: bool = True, n_n
 
     text: the input of the statistics (default: the first 512 tokens of Hamlet);
     stats: a head_stats() DataFrame to reuse instead of computing one.
-    probes=False skips the probes (their columns are NaN; kinds come from the statistics).
-    df.attrs adds "thresholds" and, with probes, "needle_cases". progress: optional
-    callback(stage, done, total), stage in "layers", "induction", "retrieval".
+    probes=False skips the probes (their columns are NaN; kinds come from the statistics);
+    so does a model that is not a decoder-only causal LM (`probe_skip`; df.attrs["notes"]
+    says so). df.attrs adds "thresholds" and, with probes, "needle_cases". progress:
+    optional callback(stage, done, total), stage in "layers", "induction", "retrieval".
     """
     from .heads import head_stats
 
     if stats is None:
         text = default_text(tokenizer) if text is None else text
         stats = head_stats(model, tokenizer, text, progress=progress, **stats_params)
+    skip = probe_skip(model) if probes else None
+    probes = probes and skip is None
     scores = run_probes(model, tokenizer, n_needles, needle_length, seed=seed, progress=progress) if probes else None
     df = add_kinds(stats, scores)
     df.attrs["thresholds"] = dict(THRESHOLDS)
+    df.attrs["notes"] = [skip] if skip else []
     if scores is not None:
         df.attrs["needle_cases"] = scores.attrs.get("cases", [])
     return df

@@ -22,15 +22,16 @@ import torch
 
 @dataclass
 class DiagonalProbe:
-    """Observer: per (layer, head) sums of p_i(i - T + 1) and p_i(i - 1) over i in [T, 2T)."""
+    """Observer: per (site, head) sums of p_i(i - T + 1) and p_i(i - 1) over i in [T, 2T)
+    (self-attention sites only: cross-attention keys have no positions among the queries)."""
 
     period: int
-    induction: dict = field(default_factory=dict)  # layer -> [H] sum
-    prev: dict = field(default_factory=dict)  # layer -> [H] sum
-    count: dict = field(default_factory=dict)  # layer -> number of (row, query) terms
+    induction: dict = field(default_factory=dict)  # site -> [H] sum
+    prev: dict = field(default_factory=dict)  # site -> [H] sum
+    count: dict = field(default_factory=dict)  # site -> number of (row, query) terms
 
     def on_probs(self, call, q_start: int, probs: torch.Tensor) -> None:  # probs [B, H, q, K]
-        if call.phase != "prefill":
+        if call.phase != "prefill" or not call.positional:
             return
         b, h, q, _ = probs.shape
         i = torch.arange(q_start, q_start + q)
@@ -40,9 +41,10 @@ class DiagonalProbe:
         rows = keep.nonzero().squeeze(1)  # block rows in the second copy
         ind = probs[:, :, rows, i[rows] - self.period + 1]  # [B, H, r]
         prev = probs[:, :, rows, i[rows] - 1]
-        self.induction[call.layer] = self.induction.get(call.layer, 0) + ind.sum((0, 2)).double()
-        self.prev[call.layer] = self.prev.get(call.layer, 0) + prev.sum((0, 2)).double()
-        self.count[call.layer] = self.count.get(call.layer, 0) + b * len(rows)
+        site = call.site
+        self.induction[site] = self.induction.get(site, 0) + ind.sum((0, 2)).double()
+        self.prev[site] = self.prev.get(site, 0) + prev.sum((0, 2)).double()
+        self.count[site] = self.count.get(site, 0) + b * len(rows)
 
 
 def _random_tokens(tokenizer, length: int, batch: int, seed: int) -> torch.Tensor:
@@ -56,21 +58,23 @@ def _random_tokens(tokenizer, length: int, batch: int, seed: int) -> torch.Tenso
 
 
 def induction_scores(model, tokenizer, length: int = 64, batch: int = 4, seed: int = 0, block_size: int = 256):
-    """DataFrame[layer, head, induction, prev_token_probe] from random tokens repeated twice."""
+    """DataFrame[stack, layer, head, induction, prev_token_probe] from random tokens repeated twice."""
     import pandas as pd
 
     from ..core.session import attach
+    from ..models import trunk
 
     ids = _random_tokens(tokenizer, length, batch, seed)  # [B, 2T]
     probe = DiagonalProbe(period=length)
-    base = getattr(model, "base_model", model)
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     with attach(model, kernel="eager", observe=[probe], block_size=block_size), torch.no_grad():
-        base(input_ids=ids, attention_mask=torch.ones_like(ids))
+        trunk(model, inputs)(**inputs)
     rows = []
-    for layer in sorted(probe.count):
-        n = probe.count[layer]
-        for head, (ind, prev) in enumerate(zip(probe.induction[layer].tolist(), probe.prev[layer].tolist())):
-            rows.append({"layer": layer, "head": head, "induction": ind / n, "prev_token_probe": prev / n})
+    for site in sorted(probe.count):
+        n = probe.count[site]
+        for head, (ind, prev) in enumerate(zip(probe.induction[site].tolist(), probe.prev[site].tolist())):
+            rows.append({"stack": site.name, "layer": site.layer, "head": head, "induction": ind / n,
+                         "prev_token_probe": prev / n})
     return pd.DataFrame(rows)
 
 
@@ -78,7 +82,7 @@ def induction_scores(model, tokenizer, length: int = 64, batch: int = 4, seed: i
 class ArgmaxRecorder:
     """Observer: each head's most-attended key for the query that predicts the next token.
 
-    steps[layer] is a list, one [H] long tensor per generated token: one per decode call
+    steps[site] is a list, one [H] long tensor per generated token: one per decode call
     (and the last query of a prefill, if one is observed).
     """
 
@@ -88,7 +92,7 @@ class ArgmaxRecorder:
         if call.phase == "prefill" and q_start + probs.shape[2] < call.q_len:
             return
         top = probs[0, :, -1].argmax(-1)  # [H]
-        self.steps.setdefault(call.layer, []).append(top)
+        self.steps.setdefault(call.site, []).append(top)
 
 
 def _needle_positions(tokenizer, case) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,7 +119,7 @@ def _prefill_cache(model, ids: torch.Tensor):
 
 
 def _score_case(model, tokenizer, case):
-    """(hits [L, H], events, generated text) of one needle case."""
+    """(hits [L, H], events, generated text, sites [L]) of one needle case."""
     from ..core.session import attach
     from ..models import cache_kwarg
 
@@ -127,8 +131,8 @@ def _score_case(model, tokenizer, case):
                              do_sample=False, max_new_tokens=len(needle_pos) + 1,
                              pad_token_id=tokenizer.eos_token_id)
     new = out[0, ids.shape[0]:]  # [n_new]
-    layers = sorted(rec.steps)
-    tops = torch.stack([torch.stack(rec.steps[layer][:len(new)]) for layer in layers])  # [L, n_new, H]
+    sites = sorted(rec.steps)
+    tops = torch.stack([torch.stack(rec.steps[site][:len(new)]) for site in sites])  # [L, n_new, H]
     hits = torch.zeros(tops.shape[0], tops.shape[2])
     events = 0
     needle_ids = ids[needle_pos]
@@ -138,12 +142,12 @@ def _score_case(model, tokenizer, case):
             continue
         events += 1
         hits += torch.isin(tops[:, t], sources).float()
-    return hits, events, tokenizer.decode(new)
+    return hits, events, tokenizer.decode(new), sites
 
 
 def retrieval_scores(model, tokenizer, n_needles: int = 6, length: int = 1024, seed: int = 0,
                      play: str = "hamlet", progress=None):
-    """DataFrame[layer, head, retrieval, retrieval_events]: the Retrieval Head score.
+    """DataFrame[stack, layer, head, retrieval, retrieval_events]: the Retrieval Head score.
 
     n_needles cases of about `length` tokens, needle depths evenly spread over (0, 1),
     each with its own name, number and haystack offset (`seed`). df.attrs holds
@@ -159,16 +163,16 @@ def retrieval_scores(model, tokenizer, n_needles: int = 6, length: int = 1024, s
     cases = make_cases(tokenizer, shakespeare(play), [length], depths, seed=seed)
     total, events, info = None, 0, []
     for k, case in enumerate(cases):
-        hits, n, text = _score_case(model, tokenizer, case)
+        hits, n, text, sites = _score_case(model, tokenizer, case)
         total = hits if total is None else total + hits
         events += n
         info.append({"depth": case.depth, "answer": case.answer, "generated": text,
                      "correct": is_correct(case, text), "events": n})
         if progress:
             progress(k + 1, len(cases))
-    rows = [{"layer": layer, "head": head, "retrieval": float(total[layer, head]) / max(events, 1),
-             "retrieval_events": events}
-            for layer in range(total.shape[0]) for head in range(total.shape[1])]
+    rows = [{"stack": site.name, "layer": site.layer, "head": head,
+             "retrieval": float(total[k, head]) / max(events, 1), "retrieval_events": events}
+            for k, site in enumerate(sites) for head in range(total.shape[1])]
     df = pd.DataFrame(rows)
     df.attrs["cases"] = info
     return df

@@ -58,39 +58,69 @@ def _score(head: dict, kind: str) -> float:
     return float(value) if isinstance(value, (int, float)) else float("-inf")
 
 
-def choose_heads(doc: dict, max_heads: int = 12) -> list[tuple[int, int]]:
-    """A bounded, varied set of (layer, head)s for the token view.
+def stacks_of(doc: dict) -> list[str]:
+    """The site names of a heads.json in order ("decoder" for documents without stacks)."""
+    return list(dict.fromkeys(str(h.get("stack") or "decoder") for h in doc["heads"]))
+
+
+def _key(head: dict, several: bool) -> tuple:
+    """(layer, head) on a single-stack document, (stack, layer, head) on one with several."""
+    pair = (int(head["layer"]), int(head["head"]))
+    return (str(head.get("stack") or "decoder"), *pair) if several else pair
+
+
+def choose_heads(doc: dict, max_heads: int = 12) -> list[tuple]:
+    """A bounded, varied set of heads for the token view: (layer, head) pairs, or
+    (stack, layer, head) triples when the document has several stacks (then every stack
+    gets its turn, so cross-attention is represented too).
 
     Kinds take turns (induction, retrieval, previous-token, global, local, sink, then any
     other label); within a kind the head with the highest score for that kind comes first.
     """
-    groups: dict[str, list[dict]] = {}
+    stacks = stacks_of(doc)
+    several = len(stacks) > 1
+    groups: dict[tuple, list[dict]] = {}
     for head in doc["heads"]:
-        groups.setdefault(kind_name(head.get("kind")), []).append(head)
-    order = [k for k in KIND_ORDER if k in groups] + sorted(k for k in groups if k not in KIND_ORDER)
-    queues = {k: sorted(groups[k], key=lambda h: -_score(h, k)) for k in order}
-    chosen: list[tuple[int, int]] = []
+        stack = str(head.get("stack") or "decoder")
+        groups.setdefault((stacks.index(stack), kind_name(head.get("kind"))), []).append(head)
+    rank = {k: i for i, k in enumerate(KIND_ORDER)}
+    order = sorted(groups, key=lambda g: (rank.get(g[1], len(rank)), g[1], g[0]))
+    queues = {g: sorted(groups[g], key=lambda h: -_score(h, g[1])) for g in order}
+    chosen: list[tuple] = []
     while len(chosen) < max_heads and any(queues.values()):
-        for kind in order:
-            if queues[kind] and len(chosen) < max_heads:
-                head = queues[kind].pop(0)
-                chosen.append((int(head["layer"]), int(head["head"])))
-    return sorted(chosen)
+        for group in order:
+            if queues[group] and len(chosen) < max_heads:
+                chosen.append(_key(queues[group].pop(0), several))
+    return sorted(chosen, key=lambda t: (stacks.index(t[0]), *t[1:]) if several else t)
 
 
-def parse_heads(spec: str, doc: dict | None = None) -> list[tuple[int, int]]:
-    """'3.1,5.2' -> [(3, 1), (5, 2)]; checked against the heads in `doc` when given."""
-    valid = {(int(h["layer"]), int(h["head"])) for h in doc["heads"]} if doc else None
+def parse_heads(spec: str, doc: dict | None = None) -> list[tuple]:
+    """'3.1,5.2' -> [(3, 1), (5, 2)]; 'decoder.cross:1.0' -> [('decoder.cross', 1, 0)].
+
+    Checked against the heads in `doc` when given; on a document with several stacks every
+    head must name its stack.
+    """
+    several = doc is not None and len(stacks_of(doc)) > 1
+    valid = {_key(h, True) for h in doc["heads"]} if doc else None
     out = []
     for part in filter(None, (p.strip() for p in spec.split(","))):
+        stack, _, pair = part.rpartition(":")
         try:
-            layer, head = (int(x) for x in part.split("."))
+            layer, head = (int(x) for x in pair.split("."))
         except ValueError:
-            raise ValueError(f"bad head {part!r}: write LAYER.HEAD, e.g. 3.1") from None
-        if valid is not None and (layer, head) not in valid:
-            raise ValueError(f"no head {layer}.{head}; layers 0..{max(l for l, _ in valid)}, "
-                             f"heads 0..{max(h for _, h in valid)}")
-        out.append((layer, head))
+            raise ValueError(f"bad head {part!r}: write LAYER.HEAD, e.g. 3.1 (or STACK:LAYER.HEAD)") from None
+        if several and not stack:
+            raise ValueError(f"head {part!r}: this model has several stacks ({', '.join(stacks_of(doc))}); "
+                             f"write STACK:LAYER.HEAD, e.g. {stacks_of(doc)[0]}:{layer}.{head}")
+        if valid is not None:
+            name = stack or stacks_of(doc)[0]
+            if (name, layer, head) not in valid:
+                mine = [(l, h) for s, l, h in valid if s == name]
+                if not mine:
+                    raise ValueError(f"no stack {name!r}; stacks: {', '.join(stacks_of(doc))}")
+                raise ValueError(f"no head {(stack + ':') if stack else ''}{layer}.{head}; layers "
+                                 f"0..{max(l for l, _ in mine)}, heads 0..{max(h for _, h in mine)}")
+        out.append((stack, layer, head) if stack else (layer, head))
     return out
 
 

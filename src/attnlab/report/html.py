@@ -42,7 +42,15 @@ def _facts(doc: dict, made: dict) -> str:
 
 def _limits(doc: dict, views: dict | None) -> list[str]:
     """Plain-text notes on every view that is limited or downsampled."""
-    notes = []
+    notes = [str(n) for n in doc.get("notes") or []]
+    names = list(dict.fromkeys(str(h.get("stack") or "decoder") for h in doc.get("heads") or []))
+    if len(names) > 1:
+        notes.append(f"Stacks: {', '.join(names)}; each has its own grids, kinds and token view. "
+                     + ("Cross-attention rows are decoder tokens and its keys encoder tokens; previous token, "
+                        "self, mean distance and local mass are not defined there (no shared positions). "
+                        if any(n.endswith(".cross") for n in names) else "")
+                     + ("The decoder read the input shifted right (teacher forcing: the decoder start token, "
+                        "then the text but its last token)." if doc.get("stack_tokens") else ""))
     if views is None:
         notes.append("No token view or rollout: this report was built from heads.json alone, without the model.")
         return notes
@@ -56,7 +64,8 @@ def _limits(doc: dict, views: dict | None) -> list[str]:
                  f"that have the token among their top {views['k']}.")
     if views.get("rollout"):
         r = views["rollout"]
-        notes.append(f"Rollout: the top {r['k']} input positions of every target, float16 ({r.get('source', '')}).")
+        of = f" over the {r['stack']} stack's self-attention only" if len(names) > 1 and r.get("stack") else ""
+        notes.append(f"Rollout{of}: the top {r['k']} input positions of every target, float16 ({r.get('source', '')}).")
     return notes
 
 
@@ -87,8 +96,10 @@ def render(doc: dict, views: dict | None, sections, made: dict, size_note: str) 
            "img-src data:; font-src data:; base-uri 'none'; form-action 'none'")
     slim = {k: v for k, v in doc.items() if k != "tokens"}
     window = views["window"] if views else 0
+    slim.pop("stack_tokens", None)
     payload = {"doc": slim, "stats": [list(s) for s in STATS], "views": views,
-               "tokens": list(doc.get("tokens") or [])[:window]}
+               "tokens": list(doc.get("tokens") or [])[:window],
+               "stack_tokens": {k: list(v)[:window] for k, v in (doc.get("stack_tokens") or {}).items()}}
     extra = [(_slug(t, i), t, body) for i, (t, body) in enumerate(sections)]
     nav = "".join(f'<a href="#{_e(s)}">{_e(t)}</a>' for s, t, _ in extra)
     blocks = "\n".join(f'<div id="{_e(s)}">\n{body}\n</div>' if body.lstrip().startswith("<section")

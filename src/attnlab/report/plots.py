@@ -6,15 +6,24 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import STATS, kind_name
+from .data import STATS, kind_name, stacks_of
 
 KIND_COLORS = {"sink": "#6c757d", "previous-token": "#2a9d8f", "induction": "#e4572e", "retrieval": "#8e44ad",
                "local": "#4c8bd6", "global": "#e9c46a", "mixed": "#b8c1cc", "unknown": "#d9dee6"}
 SPARE = ("#f4a261", "#264653", "#a7c957", "#bc4749", "#6a4c93", "#1982c4")
 
 
-def grid(doc: dict, field: str) -> np.ndarray:
-    """[layers, heads] float array of one statistic; NaN where a head has no value."""
+def _only(doc: dict, stack: str | None) -> dict:
+    """doc with only the heads of one stack (None: all heads, a single-stack document)."""
+    if stack is None:
+        return doc
+    return {**doc, "heads": [h for h in doc["heads"] if str(h.get("stack") or "decoder") == stack],
+            "model": f"{doc.get('model')} ({stack})"}
+
+
+def grid(doc: dict, field: str, stack: str | None = None) -> np.ndarray:
+    """[layers, heads] float array of one statistic (of one stack's heads); NaN where a head has no value."""
+    doc = _only(doc, stack)
     n_layers = 1 + max(h["layer"] for h in doc["heads"])
     n_heads = 1 + max(h["head"] for h in doc["heads"])
     out = np.full((n_layers, n_heads), np.nan)
@@ -77,14 +86,21 @@ def plot_kinds(doc: dict, path: Path) -> Path:
 
 
 def write_pngs(out_dir, doc: dict) -> list[Path]:
-    """DIR/grid_<statistic>.png for every statistic present, and DIR/kinds.png. Returns the paths."""
+    """DIR/grid_<statistic>.png for every statistic present, and DIR/kinds.png. Returns the paths.
+
+    A document with several stacks gets one set per stack: grid_<stack>_<statistic>.png and
+    kinds_<stack>.png (stack "decoder.cross" spelled "decoder-cross").
+    """
     out_dir = Path(out_dir)
+    stacks = stacks_of(doc)
     tmp = []  # drawn under temporary names, renamed only when every figure is done
     try:
-        for field, label, _ in STATS:
-            if not np.isnan(grid(doc, field)).all():
-                tmp.append(plot_stat(doc, field, label, out_dir / f".grid_{field}.png.tmp"))
-        tmp.append(plot_kinds(doc, out_dir / ".kinds.png.tmp"))
+        for stack in (stacks if len(stacks) > 1 else [None]):
+            part, tag = _only(doc, stack), ("" if stack is None else stack.replace(".", "-") + "_")
+            for field, label, _ in STATS:
+                if not np.isnan(grid(part, field)).all():
+                    tmp.append(plot_stat(part, field, label, out_dir / f".grid_{tag}{field}.png.tmp"))
+            tmp.append(plot_kinds(part, out_dir / f".kinds{'_' + tag[:-1] if tag else ''}.png.tmp"))
     except BaseException:
         for path in tmp:
             path.unlink(missing_ok=True)

@@ -21,7 +21,7 @@ def write_report(out_dir, model, tokenizer, text: str, max_tokens: int | None = 
       by the token view and rollout (the first `window`). png: also write DIR/*.png.
     Returns {"report": path, "bytes": size, "seconds": wall time, "heads": [...], "pngs": [...]}.
     """
-    from ..text import encode
+    from ..text import encode, teacher_forced
     from .data import choose_heads, load_heads, parse_heads
     from .html import build_report
     from .views import token_views
@@ -35,6 +35,10 @@ def write_report(out_dir, model, tokenizer, text: str, max_tokens: int | None = 
     ids = encode(model, tokenizer, text, max_tokens=max_tokens, truncate=truncate)["input_ids"]  # [1, T]
     if len(doc.get("tokens") or []) != ids.shape[1]:
         doc = {**doc, "tokens": token_texts(tokenizer, ids[0].tolist())}
+    dec = teacher_forced(model, {"input_ids": ids}).get("decoder_input_ids")  # [1, T] or None
+    if dec is not None:  # an encoder-decoder: its decoder's own tokens (the input shifted right)
+        doc = {**doc, "stack_tokens": {**(doc.get("stack_tokens") or {}),
+                                       "decoder": token_texts(tokenizer, dec[0].tolist())}}
     views = token_views(model, ids, chosen, k=k, window=window)
     pngs = []
     if png:
@@ -45,7 +49,12 @@ def write_report(out_dir, model, tokenizer, text: str, max_tokens: int | None = 
                                  f"{', PNGs' if png else ''}; statistics not included)"}
     path = build_report(out_dir, heads=doc, views=views, sections=sections, made=made)
     return {"report": str(path), "bytes": path.stat().st_size, "seconds": round(time.perf_counter() - start, 2),
-            "heads": [f"{l}.{h}" for l, h in chosen], "pngs": pngs}
+            "heads": [head_label(h) for h in chosen], "pngs": pngs}
+
+
+def head_label(head: tuple) -> str:
+    """(3, 1) -> '3.1'; ('decoder.cross', 1, 0) -> 'decoder.cross:1.0' (what --map-heads reads)."""
+    return ".".join(map(str, head)) if len(head) == 2 else f"{head[0]}:{head[1]}.{head[2]}"
 
 
 def report_for_inspect(model_name: str | None, out_dir, text: str | None = None, max_tokens: int | None = None,
