@@ -30,7 +30,12 @@ def write_report(out_dir, model, tokenizer, text: str, max_tokens: int | None = 
     out_dir = Path(out_dir)
     doc = heads if heads is not None else load_heads(out_dir / "heads.json")
     if isinstance(map_heads, str):
-        map_heads = parse_heads(map_heads, doc)
+        try:
+            map_heads = parse_heads(map_heads, doc)
+        except ValueError as exc:
+            from ..errors import OptionError
+
+            raise OptionError(f"--map-heads: {exc}") from None
     chosen = list(map_heads) if map_heads else choose_heads(doc, max_heads)
     ids = encode(model, tokenizer, text, max_tokens=max_tokens, truncate=truncate)["input_ids"]  # [1, T]
     if len(doc.get("tokens") or []) != ids.shape[1]:

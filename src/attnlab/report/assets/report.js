@@ -32,7 +32,7 @@ heads.forEach(function (h) {
 });
 var multi = stacks.length > 1;
 function stackTitle(s) {
-  if (/\.cross$/.test(s)) return s + ": cross-attention (rows: " + s.replace(/\.cross$/, "") + " layers; keys: encoder tokens)";
+  if (/\.cross$/.test(s)) return s + ": cross-attention (" + s.replace(/\.cross$/, "") + " queries, encoder tokens as keys)";
   return s + ": self-attention";
 }
 function headName(s, l, h) { return (multi ? s + " " : "") + "layer " + l + " head " + h; }
@@ -128,7 +128,9 @@ function buildGrids() {
   if (multi) list.classList.add("stacked");
   stacks.forEach(function (stack) {
     var mine = heads.filter(function (h) { return stackOf(h) === stack; });
-    var skipped = D.stats.filter(function (s) { return !mine.some(function (h) { return isNum(h[s[0]]); }); });
+    var skipped = D.stats.filter(function (s) {  // defined in other stacks, not in this one
+      return !mine.some(function (h) { return isNum(h[s[0]]); }) && heads.some(function (h) { return isNum(h[s[0]]); });
+    });
     var note = /\.cross$/.test(stack) && skipped.length ? "Not defined for cross-attention (its keys are encoder tokens, not positions among the queries): "
       + skipped.map(function (s) { return s[1]; }).join(", ") + "." : "";
     var box = stackBox(list, stack, note);
