@@ -12,7 +12,11 @@ import torch
 
 
 def visibility(real: torch.Tensor, causal: bool, window: int | None) -> torch.Tensor:
-    """vis [B, T, T] bool: query i may see key j (real key, causal, inside the window)."""
+    """vis [B, T, T] bool: query i may see key j (real key, causal, inside the window).
+
+    window w: causal, keys i - w < j <= i; non-causal, keys |i - j| < w (both sides, as
+    transformers' bidirectional sliding mask |i - j| <= w' with w = w' + 1).
+    """
     t = real.shape[1]
     i = torch.arange(t)[:, None]
     j = torch.arange(t)[None, :]
@@ -20,7 +24,7 @@ def visibility(real: torch.Tensor, causal: bool, window: int | None) -> torch.Te
     if causal:
         rule &= j <= i
     if window is not None:
-        rule &= j > i - window
+        rule &= (j > i - window) if causal else ((i - j).abs() < window)
     return rule[None] & real[:, None, :].bool()
 
 

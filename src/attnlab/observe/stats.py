@@ -171,11 +171,11 @@ class HeadStats:
         """sum_j p_i(j) (i - j) per query (|i - j| for non-causal calls): [B, H, q]."""
         q, kk = pk.shape[2], pk.shape[3]
         i = torch.arange(q0, q0 + q, device=pk.device, dtype=torch.float32) + call.q_offset  # [q]
-        if call.causal and key_mean is not None:
-            return i - key_mean
         j = torch.arange(lo, lo + kk, device=pk.device, dtype=torch.float32)  # [K']
         if call.causal:
-            return i - torch.matmul(pk, j)
+            mean = torch.matmul(pk, j) if key_mean is None else key_mean  # sum_j p_i(j) j
+            # sum_j p_i(j) (i - j) = i sum_j p_i(j) - mean: rows with sink logits sum to < 1
+            return (i if call.sinks is None else i * pk.sum(-1)) - mean
         return (pk * (i[:, None] - j[None, :]).abs()).sum(-1)
 
     def _local(self, pk, i0: int, lo: int) -> torch.Tensor:
