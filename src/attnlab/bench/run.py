@@ -125,6 +125,20 @@ def plan(config: BenchConfig, ids: Path, cases: list[dict], work: Path) -> list[
     return tasks
 
 
+def check_causal(model: str | None) -> None:
+    """OptionError unless `model` is a decoder-only causal LM, told from its config before
+    any weights load: the benchmark's perplexity, KL, needle and decode measures are all
+    next-token prediction over one causal stack."""
+    from ..errors import OptionError
+    from ..models import model_kind
+
+    kind = model_kind(model)
+    if kind != "causal":
+        what = "an encoder-decoder" if kind == "encoder-decoder" else "an encoder (non-causal, no next-token logits)"
+        raise OptionError(f"attnlab bench needs a decoder-only causal LM (perplexity, needles and decode are "
+                          f"next-token prediction); {model} is {what}")
+
+
 def run_bench(config: BenchConfig, progress=None, on_result=None) -> dict:
     """Run the benchmark; returns {"config", "rows", "needles", "summary"} and writes the files.
 
@@ -134,6 +148,7 @@ def run_bench(config: BenchConfig, progress=None, on_result=None) -> dict:
     from .results import assemble, write_outputs
 
     config.validate()
+    check_causal(config.model)
     _, tokenizer = load(config.model)
     work = Path(tempfile.mkdtemp(prefix="attnlab-bench-"))
     try:

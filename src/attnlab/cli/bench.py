@@ -81,9 +81,9 @@ def register(app: typer.Typer) -> None:
         from .output import FORMATS, esc, fail
 
         def build():
-            from ..models import locate
+            from ..bench.run import check_causal
 
-            locate(model)
+            check_causal(model)  # also: an unknown or missing model fails here
             config = BenchConfig(out=out, model=model, kernels=parse_kernels(kernels),
                                  lengths=parse_ints(lengths, "--lengths"), corpus=corpus, needles=needles,
                                  needle_lengths=parse_ints(needle_lengths, "--needle-lengths"), repeats=repeats,

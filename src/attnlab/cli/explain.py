@@ -49,15 +49,14 @@ def _progress_bar():
 def _check(context, question, answer, methods, model, agg, fmt) -> None:
     """Every option checked before any model loads (explain_file checks the case again)."""
     from ..errors import OptionError
-    from ..explain.run import check_case, check_methods, read_context
-    from ..models import locate
+    from ..explain.run import check_case, check_methods, check_model, read_context
     from .output import FORMATS
 
     if fmt not in FORMATS:
         raise OptionError(f"unknown --format {fmt!r}; valid: {', '.join(FORMATS)}")
     check_methods(methods)
     check_case(read_context(context), question, answer, agg)
-    locate(model)
+    check_model(model)  # also: an unknown or missing model fails here
 
 
 def register(app: typer.Typer) -> None:

@@ -70,14 +70,24 @@ def _check_eval(task, modify, split, norm, limit, kernel, model, fmt):
     """Every option of `attnlab eval` checked before the model loads; returns the task's items."""
     from ..evals.run import check_kernel, check_options
     from ..evals.tasks import load_task
-    from ..models import locate
     from ..steer.spec import check_modifier
 
     _check_format(fmt)
     check_options(split, norm, limit)
     check_kernel(kernel, [check_modifier(spec) for spec in modify])
-    locate(model)
+    _check_scorable(model)
     return load_task(task, split=split, limit=limit)
+
+
+def _check_scorable(model) -> None:
+    """OptionError before loading when the model has no next-token logits (an encoder);
+    causal LMs and encoder-decoders (the decoder scores the choice) are fine."""
+    from ..errors import OptionError
+    from ..models import model_kind
+
+    if model_kind(model) == "encoder":  # also: an unknown or missing model fails here
+        raise OptionError(f"scoring choices needs a language model (a causal LM or an encoder-decoder); "
+                          f"{model} is an encoder (no next-token logits)")
 
 
 def _check_format(fmt: str) -> None:
@@ -93,7 +103,6 @@ def _check_steer(task, search, steps, group, norm, limit, model, fmt) -> None:
     from ..errors import OptionError
     from ..evals.run import check_options
     from ..evals.tasks import load_task
-    from ..models import locate
 
     if not search:
         raise OptionError("nothing to do: pass --search (or try a setting with `attnlab eval --modify`)")
@@ -101,7 +110,7 @@ def _check_steer(task, search, steps, group, norm, limit, model, fmt) -> None:
         raise OptionError("--steps and --group must be >= 1")
     _check_format(fmt)
     check_options("all", norm, limit)
-    locate(model)
+    _check_scorable(model)
     load_task(task, split="dev", limit=limit)
 
 

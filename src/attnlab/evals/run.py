@@ -50,6 +50,24 @@ def check_options(split: str = "all", norm: str = "sum", limit: int | None = Non
         raise OptionError(f"--limit must be >= 1, got {limit}")
 
 
+def check_stacks(modifiers, specs, model) -> None:
+    """SpecError when a modifier selects heads by the short form (layers=0-5, heads=3:1) on
+    a model with several stacks (encoder-decoder): it would not say which stack is meant.
+    Told before any scoring (the selection itself only notices at the second stack)."""
+    from ..observe.heads import site_layers
+
+    names = list(site_layers(model))
+    if len(names) < 2:
+        return
+    for mod, spec in zip(modifiers, list(specs) + [None] * len(modifiers)):
+        heads = getattr(mod, "heads", None)
+        chosen = list(getattr(heads, "layers", None) or ()) + list(getattr(heads, "pairs", None) or ())
+        if any(t[0] is None for t in chosen):
+            raise SpecError(f"modifier {spec or type(mod).__name__!r}: this model has several attention stacks "
+                            f"({', '.join(names)}); name the stack, e.g. heads={names[-1]}:0:1 or "
+                            f"layers={names[0]}:0-1")
+
+
 def summarize(items, base, steered=None, norm: str = "sum") -> dict:
     """Accuracy (+ CI) of the baseline Scores, and of the steered ones with the paired delta."""
     if norm not in NORMS:
@@ -75,6 +93,7 @@ def evaluate(model, tokenizer, task: str, modifiers=(), specs=(), split: str = "
     callable(stage, done, total), stage 'baseline' or 'steered'. items: the task's items
     when already loaded (load_task(task, split, limit)).
     """
+    check_stacks(modifiers, specs, model)
     items = load_task(task, split=split, limit=limit) if items is None else items
     kernel = pick_kernel(modifiers, kernel)
     step = (lambda stage: (lambda d, t: progress(stage, d, t))) if progress else (lambda stage: None)

@@ -4,6 +4,9 @@ Each prompt runs once (left-padded into a batch, position ids counted from each 
 first real token, so padding changes nothing); its KV cache is repeated for each choice
 and the choices (tokenized apart from the prompt, so the prompt tokens are the same for
 every choice) run as one extension of the cache. Modifiers act on both passes.
+On an encoder-decoder (T5, BART) the encoder reads the prompt and the decoder scores the
+choice, teacher-forced from its decoder_start_token_id; modifiers address its heads by
+stack (heads=decoder.cross:0:1, layers=encoder:0-5).
 For each pair we keep the summed log-probability of the choice tokens and their count:
 'sum' normalisation picks the choice with the highest total log-likelihood, 'mean' the
 highest per-token average.
@@ -125,6 +128,32 @@ def _score_batch(model, tokenizer, items, enc, modifiers, pad_id) -> list[list[f
     return out
 
 
+def _score_batch_seq2seq(model, enc, pad_id) -> list[list[float]]:
+    """Summed choice log-probabilities on an encoder-decoder: the encoder reads the prompt
+    (right-padded, one row per choice), the decoder is teacher-forced on the choice
+    (decoder_start_token_id, then the choice but its last token) and scores every token."""
+    start = model.config.decoder_start_token_id
+    start = pad_id if start is None else start
+    owner = [i for i, (_, cs) in enumerate(enc) for _ in cs]
+    prompts, choices = [enc[i][0] for i in owner], [c for _, cs in enc for c in cs]
+    Tp, Tc = max(len(p) for p in prompts), max(len(c) for c in choices)
+    p_ids = torch.full((len(owner), Tp), pad_id, dtype=torch.long)
+    p_mask = torch.zeros(len(owner), Tp, dtype=torch.long)
+    c_ids = torch.full((len(owner), Tc), pad_id, dtype=torch.long)
+    c_mask = torch.zeros(len(owner), Tc, dtype=torch.long)
+    for r, (p, c) in enumerate(zip(prompts, choices)):
+        p_ids[r, :len(p)], p_mask[r, :len(p)] = torch.tensor(p), 1
+        c_ids[r, :len(c)], c_mask[r, :len(c)] = torch.tensor(c), 1
+    dec = torch.cat([torch.full((len(owner), 1), start, dtype=torch.long), c_ids[:, :-1]], 1)  # [R, Tc]
+    logits = model(input_ids=p_ids, attention_mask=p_mask, decoder_input_ids=dec, decoder_attention_mask=c_mask,
+                   use_cache=False).logits  # [R, Tc, V]
+    got = torch.log_softmax(logits.float(), -1).gather(-1, c_ids[..., None])[..., 0] * c_mask  # [R, Tc]
+    out = [[] for _ in enc]
+    for i, v in zip(owner, got.sum(-1).tolist()):
+        out[i].append(v)
+    return out
+
+
 def score(model, tokenizer, items, modify=(), kernel: str = "eager", batch_size: int = 16, progress=None) -> Scores:
     """Log-likelihood of every choice of every item, under attach(kernel, modify).
 
@@ -135,12 +164,25 @@ def score(model, tokenizer, items, modify=(), kernel: str = "eager", batch_size:
     """
     from ..core.session import attach
 
+    from ..models import loaded_kind
+
     name, params = _kernel_spec(kernel)
+    kind = loaded_kind(model)
+    if kind == "encoder":
+        raise OptionError(f"scoring choices needs a language model; {type(model).__name__} is an encoder "
+                          "(no next-token logits)")
+    seq2seq = kind == "encoder-decoder"
+    if seq2seq and any(callable(getattr(m, "prepare", None)) for m in modify):
+        raise OptionError("span-aware modifiers (emphasize) need a decoder-only LM: on an encoder-decoder "
+                          "the prompt is in the encoder and the choices in the decoder")
     enc = _encode(tokenizer, items)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     logp = []
     with torch.inference_mode(), attach(model, kernel=name, modify=modify, **params):
         for b in range(0, len(items), batch_size):
+            if seq2seq:
+                logp += _score_batch_seq2seq(model, enc[b:b + batch_size], pad_id)
+                continue
             logp += _score_batch(model, tokenizer, items[b:b + batch_size], enc[b:b + batch_size], modify, pad_id)
             if progress is not None:
                 progress(min(b + batch_size, len(items)), len(items))

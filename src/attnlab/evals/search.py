@@ -21,10 +21,22 @@ METHODS = {
 }
 
 
-def candidates(num_layers: int, group: int = 5, methods=None) -> list[str]:
-    """Specs to try: each method x parameter setting x block of `group` consecutive layers (and all)."""
+def candidates(num_layers, group: int = 5, methods=None) -> list[str]:
+    """Specs to try: each method x parameter setting x block of `group` consecutive layers (and all).
+
+    num_layers: an int (one stack: short layer forms "0-4"), or {stack: layers} for a model
+    with several stacks: blocks named by stack ("encoder:0-4"), self-attention stacks only
+    (the sink rules of sink_scale / calibrate need key positions, which cross-attention
+    keys lack), and "all" = every layer of those stacks.
+    """
     methods = METHODS if methods is None else methods
-    blocks = [f"{a}-{min(a + group, num_layers) - 1}" for a in range(0, num_layers, group)] + ["all"]
+    if isinstance(num_layers, dict):
+        stacks = {s: n for s, n in num_layers.items() if not s.endswith(".cross")}
+        every = ";".join(f"{s}:0-{n - 1}" for s, n in stacks.items())
+    else:
+        stacks, every = {"": num_layers}, "all"
+    blocks = [f"{s + ':' if s else ''}{a}-{min(a + group, n) - 1}" for s, n in stacks.items()
+              for a in range(0, n, group)] + [every]
     return [f"{name}:{params},layers={b}" for name, settings in methods.items() for params in settings for b in blocks]
 
 
@@ -68,7 +80,10 @@ def search(model, tokenizer, task: str, parse, steps: int = 2, limit: int | None
     """
     dev = load_task(task, split="dev", limit=limit)
     test = load_task(task, split="test", limit=limit)
-    specs = candidates(model.config.num_hidden_layers, group, methods)
+    from ..observe.heads import site_layers
+
+    stacks = site_layers(model)
+    specs = candidates(stacks if len(stacks) > 1 else model.config.num_hidden_layers, group, methods)
     found = greedy(model, tokenizer, dev, specs, parse, steps, norm, batch_size, progress)
     base = score(model, tokenizer, test, (), "eager", batch_size)
     steered = score(model, tokenizer, test, [parse(s) for s in found["chosen"]], "eager", batch_size) if found["chosen"] else None

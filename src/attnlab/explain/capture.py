@@ -21,16 +21,31 @@ from ..core.call import AttnCall
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
 
+def require_decoder_only(model, what: str = "attnlab explain") -> None:
+    """OptionError unless `model` is a decoder-only causal LM: the explanation methods follow
+    one stack of causal layers from the passages to the answer's next-token logits; an
+    encoder has no next-token objective and an encoder-decoder splits the path over
+    encoder, decoder and cross-attention."""
+    from ..errors import OptionError
+    from ..models import loaded_kind
+
+    kind = loaded_kind(model)
+    if kind != "causal":
+        raise OptionError(f"{what} needs a decoder-only causal LM; {type(model).__name__} is "
+                          f"{'an encoder-decoder' if kind == 'encoder-decoder' else 'an encoder (no next-token logits)'}"
+                          " (its attention can be inspected with `attnlab inspect`)")
+
+
 class _Recorder:
-    """Observer that keeps a trimmed copy of each layer's (single-sequence) AttnCall."""
+    """Observer that keeps a trimmed copy of each site's (single-sequence) AttnCall."""
 
     def __init__(self):
-        self.calls: dict[int, AttnCall] = {}
+        self.calls: dict = {}  # Site -> AttnCall
 
     def on_call(self, call: AttnCall) -> None:
         if call.batch != 1:
             raise ValueError(f"explanations take one sequence at a time, got a batch of {call.batch}")
-        self.calls[call.layer] = replace(
+        self.calls[call.site] = replace(
             call, query=call.query.detach(), key=call.key.detach(),
             value=call.value[..., :0].detach(), module=None, kwargs={},
         )
@@ -44,17 +59,25 @@ def base_model(model):
 def capture(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> list[AttnCall]:
     """Run one forward of the base model and return its AttnCalls, ordered by layer.
 
-    input_ids [1, T]. Every call is a prefill over the whole sequence (K = T).
+    input_ids [1, T]. Every call is a prefill over the whole sequence (K = T). The methods
+    chain layers of one stack, so a model with several stacks (encoder-decoder, vision +
+    text) is refused with an OptionError naming them.
     """
     from ..core.session import attach
+    from ..errors import OptionError
+    from ..models import trunk
 
     rec = _Recorder()
     kwargs = {"input_ids": input_ids}
     if attention_mask is not None:
         kwargs["attention_mask"] = attention_mask
     with attach(model, kernel="sdpa", observe=[rec]), torch.no_grad():
-        base_model(model)(**kwargs)
-    return [rec.calls[i] for i in sorted(rec.calls)]
+        trunk(model, kwargs)(**kwargs)
+    names = sorted({site.name for site in rec.calls})
+    if len(names) > 1:
+        raise OptionError(f"the explanation methods follow one stack of layers; {type(model).__name__} has "
+                          f"several ({', '.join(names)})")
+    return [rec.calls[site] for site in sorted(rec.calls)]
 
 
 def head_rows(call: AttnCall, idx: torch.Tensor) -> torch.Tensor:

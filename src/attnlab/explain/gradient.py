@@ -17,10 +17,10 @@ class _KeepProbs:
     """Observer that keeps each layer's probability blocks (in the autograd graph)."""
 
     def __init__(self):
-        self.blocks: list = []  # (layer, q_start, probs [1, H, q, K])
+        self.blocks: list = []  # (site, q_start, probs [1, H, q, K])
 
     def on_probs(self, call, q_start, probs):
-        self.blocks.append((call.layer, q_start, probs))
+        self.blocks.append((call.site, q_start, probs))
 
 
 def log_prob_of_next(logits, ids, targets, offset: int = 0):
@@ -40,6 +40,9 @@ def gradient_from_ids(model, ids, targets):
 
     from ..core.session import attach
 
+    from .capture import require_decoder_only
+
+    require_decoder_only(model, "attention x gradient")
     if int(targets.max()) + 1 >= ids.shape[1]:
         raise ValueError("attention x gradient needs the token after each target; the last position has none")
     keep = _KeepProbs()

@@ -86,6 +86,19 @@ def check_case(passages, question: str, answer: str | None, agg: str = "topk") -
         raise OptionError("--question and --answer must not be blank")
 
 
+def check_model(model: str | None) -> None:
+    """OptionError before loading anything when `model` (a name or folder) is not a
+    decoder-only causal LM (from its config: `models.model_kind`)."""
+    from ..errors import OptionError
+    from ..models import model_kind
+
+    kind = model_kind(model)
+    if kind != "causal":
+        what = "an encoder-decoder" if kind == "encoder-decoder" else "an encoder (no next-token logits)"
+        raise OptionError(f"attnlab explain needs a decoder-only causal LM; {model} is {what} "
+                          "(its attention can be inspected with `attnlab inspect`)")
+
+
 def _ranking(scores) -> list:
     return sorted(range(len(scores)), key=lambda k: -scores[k])
 
@@ -145,9 +158,11 @@ def explain_context(model, tokenizer, passages: list, question: str, answer: str
     every attention score (StreamingLLM's attention sinks soak up attention whatever they
     say, which would always credit the first passage). Returns the explain.json dict.
     """
+    from .capture import require_decoder_only
     from .context import build
     from .traceback import injection_flags
 
+    require_decoder_only(model)
     methods = check_methods(methods)
     ctx = build(tokenizer, passages, question, answer or "?")
     if answer is None:
@@ -231,6 +246,7 @@ def explain_file(context, question: str, answer: str | None = None, methods=DEFA
     passages = read_context(context)
     check_methods(methods)
     check_case(passages, question, answer, opts.get("agg", "topk"))
+    check_model(model)
     m, tok = load(model)
     data = explain_context(m, tok, passages, question, answer, methods, progress=progress, **opts)
     data["model"] = model or "smollm2-135m"

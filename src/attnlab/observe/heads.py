@@ -51,16 +51,23 @@ def run_stats(model, enc: dict, block_size: int = 256, local_window: int = 32, o
     return stats
 
 
-def count_sites(model) -> int:
-    """How many attention sites (stack, role, layer) `model` has, from its module names
-    (`core.sites`); nested wrappers (BertAttention around BertSelfAttention) count once."""
+def site_layers(model) -> dict[str, int]:
+    """Layers per site name ("encoder", "decoder", "decoder.cross", ...) of `model`, from its
+    module names (`core.sites`, as attach() names them); nested wrappers (BertAttention
+    around BertSelfAttention) count once."""
     from ..core import sites
 
-    found = set()
+    stacks, found = sites.stack_names(model), {}
     for name, module in sites.attention_modules(model).values():
         path, layer = sites.split_name(name)
-        found.add((path, sites.is_cross_module(name, module), layer))
-    return len(found)
+        stack = stacks.get(path) or sites.stack_word(path) or "decoder"
+        found.setdefault(stack + (".cross" if sites.is_cross_module(name, module) else ""), set()).add(layer)
+    return {name: len(layers) for name, layers in found.items()}
+
+
+def count_sites(model) -> int:
+    """How many attention sites (stack, role, layer) `model` has (`site_layers`)."""
+    return sum(site_layers(model).values())
 
 
 def head_stats(model, tokenizer, text, max_tokens: int | None = None, truncate: bool = False,
