@@ -82,7 +82,7 @@ def search(model, tokenizer, task: str, parse, steps: int = 2, limit: int | None
     test = load_task(task, split="test", limit=limit)
     from ..observe.heads import site_layers
 
-    stacks = site_layers(model)
+    stacks = site_layers(model) if hasattr(model, "named_modules") else {}  # a stand-in model: one stack
     specs = candidates(stacks if len(stacks) > 1 else model.config.num_hidden_layers, group, methods)
     found = greedy(model, tokenizer, dev, specs, parse, steps, norm, batch_size, progress)
     base = score(model, tokenizer, test, (), "eager", batch_size)
