@@ -12,6 +12,8 @@ window) work: on Gemma3 at 16k tokens 15 of 18 layers.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 
 from ..core.call import AttnCall, KernelOutput
@@ -19,10 +21,28 @@ from ..core.hooks import Hooks
 
 
 def _mask_for_sdpa(call: AttnCall) -> torch.Tensor | None:
+    """The mask to hand transformers' SDPA path: the model's, or the call's position rules
+    where SDPA's own `is_causal` (top-left aligned; transformers even crops the keys to Q
+    for it) would be wrong: queries on a cache (extend) or a sliding window without a mask."""
+    visible = call.mask
+    if visible is None and call.positional and call.causal:
+        windowed = call.sliding_window is not None and call.sliding_window < call.k_len
+        if windowed or (call.q_offset != 0 and call.q_len > 1):
+            visible = call.visible()
+    elif visible is None and call.positional and call.sliding_window is not None:
+        visible = call.visible()
     if call.bias is None:
-        return call.mask
+        return visible
     floor = torch.finfo(call.query.dtype).min
     return call.bias.to(call.query.dtype).masked_fill(~call.visible(), floor)
+
+
+def _module(call: AttnCall):
+    """The module transformers' SDPA path reads GQA from (`num_key_value_groups`): the call's
+    own when it says the call's group size, else a stand-in that does (direct calls)."""
+    if call.module is not None and getattr(call.module, "num_key_value_groups", 1) == call.groups:
+        return call.module
+    return SimpleNamespace(num_key_value_groups=call.groups, is_causal=call.causal)
 
 
 def forward(call: AttnCall, hooks: Hooks, band: bool = False) -> KernelOutput:
@@ -40,7 +60,7 @@ def forward(call: AttnCall, hooks: Hooks, band: bool = False) -> KernelOutput:
     if band and call.dropout == 0 and blocks.band_serves(call):
         return blocks.band(call)
     output, _ = sdpa_attention_forward(
-        call.module,
+        _module(call),
         call.query,
         call.key,
         call.value,
