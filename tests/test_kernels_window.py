@@ -21,7 +21,7 @@ def _reference_mask(call, size, stride, starts):
             if call.causal:
                 lo, hi = group + stride - size, q
             else:
-                lo = min(max(group + stride // 2 - size // 2, 0), max(call.k_len - size, 0))
+                lo = min(max(group + stride // 2 - size // 2, 0), max(call.k_len - start - size, 0))
                 hi = lo + size - 1
             for k in range(call.k_len):
                 keep[b, 0, i, k] = lo <= k - start <= hi

@@ -8,7 +8,7 @@ q sees keys k with  leader(q) - window < k <= q,  leader(q) = (q // stride + 1) 
   1 < stride < window strided neighborhood (GNA): fewer distinct windows, denser blocks
   stride=window       blocked attention: non-overlapping causal blocks
 Non-causal models (encoders): the window of `window` keys is centred on the group's middle
-and shifted inside [0, K) at the edges (neighborhood attention's rule).
+and shifted inside the row's real keys at the edges (neighborhood attention's rule).
 Positions count from each row's first real token, so left padding does not move groups.
 
 Budget per query <= window keys; window >= K + stride gives dense attention. Decode /
@@ -25,19 +25,23 @@ from ..core.hooks import Hooks
 from . import blocks as bk
 
 
-def key_range(call: AttnCall, q_rel: torch.Tensor, window: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """First and last key (relative positions) the window of each query allows: like q_rel."""
+def key_range(call: AttnCall, q_rel: torch.Tensor, window: int, stride: int,
+              length: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """First and last key (relative positions) the window of each query allows: like q_rel.
+
+    length: real keys of each query's row (K minus its left padding), broadcastable to
+    q_rel; a non-causal window is shifted inside [0, length)."""
     group = torch.div(q_rel, stride, rounding_mode="floor") * stride
     if call.causal:
         return group + stride - window, q_rel
-    lo = (group + stride // 2 - window // 2).clamp(max=max(call.k_len - window, 0)).clamp(min=0)
+    lo = torch.minimum(group + stride // 2 - window // 2, (length - window).clamp(min=0)).clamp(min=0)
     return lo, lo + window - 1
 
 
 def pattern(call: AttnCall, g: bk.Grid, window: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Key blocks some query of each block needs, and those the rule may cut: bool [B, 1, nq, nk] twice."""
     start = bk.first_keys(call)[:, None, None]  # [B, 1, 1]
-    lo, hi = key_range(call, g.q_positions()[None] - start, window, stride)  # [B, nq, size] relative
+    lo, hi = key_range(call, g.q_positions()[None] - start, window, stride, call.k_len - start)  # [B, nq, size]
     lo, hi = lo + start, hi + start
     k_first = (torch.arange(g.nk, device=g.device) * g.size)[None, None, :]  # [1, 1, nk]
     k_last = k_first + g.size - 1
@@ -58,7 +62,7 @@ def forward(call: AttnCall, hooks: Hooks, window: int = 1024, stride: int = 1, b
 
     def rule(delta, kpos, row):  # [N, size, S], [N, 1, S], [N, 1, 1]
         k_rel = kpos - start[row].int()
-        lo, hi = key_range(call, delta + k_rel, window, stride)
+        lo, hi = key_range(call, delta + k_rel, window, stride, call.k_len - start[row].int())
         return (k_rel >= lo) & (k_rel <= hi) if not call.causal else k_rel >= lo
 
     g = bk.grid(call, block_size)
