@@ -1,5 +1,6 @@
-"""`block_topk` keeps exactly the sink, local and top-scoring key blocks: against a naive
-loop selection applied to eager as a mask, and a density counted by hand."""
+"""`block_topk` keeps exactly the sink, local and top-scoring key blocks: against naive
+loop selections (per query, the causal default; per query block from the mean query,
+pool="mean") applied to eager as a mask, and a density counted by hand."""
 
 import dataclasses
 
@@ -11,8 +12,33 @@ from attnlab.kernels import block_topk, eager
 from test_kernels_chunked import _call
 
 
+def _naive_query_blocks(call, size, topk, sink, local, per_head):
+    """Loop-by-loop per-query selection (pool="query"), causal prefill without padding:
+    bool [B, Hs, Q, nk]. Query p scores block i < p // size by q_p . mean key of the block,
+    and its own block by q_p . mean of the block's keys up to p."""
+    b, h, n, _ = call.query.shape
+    nb = -(-n // size)
+    hs = h if per_head else call.num_kv_heads
+    chosen = torch.zeros(b, hs, n, nb, dtype=torch.bool)
+    for bi in range(b):
+        for p in range(n):
+            j = p // size
+            km = [call.key[bi, :, i * size:min((i + 1) * size, p + 1)].mean(1) for i in range(j + 1)]
+            km = torch.stack(km, 1).repeat_interleave(call.groups, 0)  # [H, j+1, D]
+            scores = torch.einsum("hd,hid->hi", call.query[bi, :, p], km) * call.scaling  # [H, j+1]
+            if not per_head:
+                scores = scores.softmax(-1).view(call.num_kv_heads, call.groups, -1).mean(1)
+            for s in range(hs):
+                forced = set(range(min(sink, j + 1))) | set(range(max(0, j - local + 1), j + 1))
+                rest = sorted((i for i in range(j + 1) if i not in forced), key=lambda i: -float(scores[s, i]))
+                for i in forced | set(rest[:topk]):
+                    chosen[bi, s, p, i] = True
+    return chosen
+
+
 def _naive_blocks(call, size, topk, sink, local, per_head):
-    """Loop-by-loop selection for a causal prefill without padding: bool [B, Hs, nq, nk]."""
+    """Loop-by-loop selection from each query block's mean query (pool="mean"), causal
+    prefill without padding: bool [B, Hs, nq, nk]."""
     b, h, n, _ = call.query.shape
     nb = -(-n // size)
     groups = call.groups
@@ -42,8 +68,24 @@ def test_block_topk_equals_eager_under_naive_selection(per_head, topk, sink, loc
     token = chosen.repeat_interleave(size, 2).repeat_interleave(size, 3)[:, :, :40, :40]
     token = token.repeat_interleave(call.num_heads // chosen.shape[1], 1)  # [B, H, Q, K]
     ref = eager.forward(dataclasses.replace(call, mask=call.visible() & token), Hooks()).output
+    out = block_topk.forward(call, Hooks(), topk=topk, sink=sink, local=local, block_size=size, per_head=per_head,
+                             pool="mean")
+    assert float((out.output - ref).abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize("per_head", [False, True])
+@pytest.mark.parametrize("topk,sink,local", [(1, 1, 1), (2, 0, 2), (0, 1, 1)])
+def test_block_topk_equals_eager_under_naive_per_query_selection(per_head, topk, sink, local):
+    call = _call(b=2, h=4, h_kv=2, q=40, k=40)
+    size = 4
+    chosen = _naive_query_blocks(call, size, topk, sink, local, per_head)  # [B, Hs, Q, nk]
+    token = chosen.repeat_interleave(size, 3)[..., :40]  # [B, Hs, Q, K]
+    token = token.repeat_interleave(call.num_heads // chosen.shape[1], 1)  # [B, H, Q, K]
+    ref = eager.forward(dataclasses.replace(call, mask=call.visible() & token), Hooks()).output
     out = block_topk.forward(call, Hooks(), topk=topk, sink=sink, local=local, block_size=size, per_head=per_head)
     assert float((out.output - ref).abs().max()) < 1e-5
+    visible = call.visible().sum() * call.batch * call.num_heads
+    assert out.density == pytest.approx(float((call.visible() & token).sum()) / float(visible))
 
 
 def test_block_topk_density_by_hand():
@@ -57,3 +99,5 @@ def test_block_topk_density_by_hand():
 def test_block_topk_rejects_bad_budget():
     with pytest.raises(ValueError, match="local"):
         block_topk.forward(_call(), Hooks(), local=0)
+    with pytest.raises(ValueError, match="pool"):
+        block_topk.forward(_call(), Hooks(), pool="max")

@@ -1,5 +1,6 @@
 """`flexprefill`: its pieces by hand (mass threshold, JS distance, vertical-slash blocks),
-its choice of pattern by tau, and exact attention inside the blocks it selects."""
+the paper's choice of pattern by tau (estimate="last_block"), and exact attention inside
+the blocks it selects (per query by default, against a loop-by-loop reference)."""
 
 import dataclasses
 import math
@@ -50,21 +51,61 @@ def test_tau_picks_the_pattern(tau, aware):
 
 
 @pytest.mark.parametrize("per_head", [True, False])
-def test_flexprefill_is_exact_inside_its_blocks(per_head):
+def test_flexprefill_last_block_is_exact_inside_its_blocks(per_head):
     call = _call(b=2, h=4, h_kv=2, q=48, k=48)
     size = 4
     chosen, _ = flexprefill.select(call, bk.grid(call, size), 0.7, 0.1, per_head)
     token = chosen.repeat_interleave(size, 2).repeat_interleave(size, 3)
     token = token.repeat_interleave(call.num_heads // chosen.shape[1], 1)  # [B, H, Q, K]
     ref = eager.forward(dataclasses.replace(call, mask=call.visible() & token), Hooks()).output
-    out = flexprefill.forward(call, Hooks(), gamma=0.7, tau=0.1, block_size=size, per_head=per_head)
+    out = flexprefill.forward(call, Hooks(), gamma=0.7, tau=0.1, block_size=size, per_head=per_head,
+                              estimate="last_block")
     assert float((out.output - ref).abs().max()) < 1e-5
     visible = call.visible().sum() * call.batch * call.num_heads
     assert out.density == pytest.approx(float((call.visible() & token).sum()) / float(visible))
 
 
-def test_flexprefill_decode_is_dense():
+def _naive_per_query(call, size, gamma):
+    """Loop-by-loop estimate="query" choice, causal prefill without padding: bool [B, H, Q, nk].
+    Query p: softmax over blocks i <= p // size of q_p . (mean of block i's keys up to p),
+    the fewest reaching gamma, plus block 0 and its own block."""
+    b, h, n, _ = call.query.shape
+    chosen = torch.zeros(b, h, n, -(-n // size), dtype=torch.bool)
+    for bi in range(b):
+        for p in range(n):
+            j = p // size
+            km = [call.key[bi, :, i * size:min((i + 1) * size, p + 1)].mean(1) for i in range(j + 1)]
+            km = torch.stack(km, 1).repeat_interleave(call.groups, 0)  # [H, j+1, D]
+            probs = (torch.einsum("hd,hid->hi", call.query[bi, :, p], km) * call.scaling).softmax(-1)
+            for hi in range(h):
+                order = sorted(range(j + 1), key=lambda i: -float(probs[hi, i]))
+                mass = 0.0
+                for i in order:
+                    if mass >= gamma:
+                        break
+                    chosen[bi, hi, p, i] = True
+                    mass += float(probs[hi, i])
+                chosen[bi, hi, p, 0] = chosen[bi, hi, p, j] = True
+    return chosen
+
+
+@pytest.mark.parametrize("per_head", [True, False])
+def test_flexprefill_is_exact_inside_its_per_query_blocks(per_head):
+    call = _call(b=2, h=4, h_kv=2, q=48, k=48)
+    size = 4
+    chosen = _naive_per_query(call, size, 0.7)  # [B, H, Q, nk]
+    if not per_head:
+        chosen = chosen.view(2, 2, 2, 48, -1).any(2).repeat_interleave(2, 1)
+    token = chosen.repeat_interleave(size, 3)  # [B, H, Q, K]
+    ref = eager.forward(dataclasses.replace(call, mask=call.visible() & token), Hooks()).output
+    out = flexprefill.forward(call, Hooks(), gamma=0.7, block_size=size, per_head=per_head)
+    assert float((out.output - ref).abs().max()) < 1e-5
+    visible = call.visible().sum() * call.batch * call.num_heads
+    assert out.density == pytest.approx(float((call.visible() & token).sum()) / float(visible))
+
+
+def test_flexprefill_last_block_decode_is_dense():
     call = _call(q=1, k=40)
-    out = flexprefill.forward(call, Hooks(), gamma=0.1)
+    out = flexprefill.forward(call, Hooks(), gamma=0.1, block_size=4, estimate="last_block")
     assert out.density == 1.0
     assert float((out.output - eager.forward(call, Hooks()).output).abs().max()) < 1e-5

@@ -41,6 +41,19 @@ KERNELS: dict[str, Kernel] = {
 }
 
 
+# Parameter values under which a kernel's output at a position depends on LATER tokens (the
+# papers' block-pooled selections). Benchmarks do not score such runs on their own prefill.
+LEAKY: dict[str, dict[str, tuple]] = {
+    "block_topk": {"pool": ("mean",)},
+    "flexprefill": {"estimate": ("last_block",)},
+}
+
+
+def leaky(name: str, params: dict) -> bool:
+    """Whether kernel `name` with `params` lets outputs depend on tokens after them."""
+    return any(params.get(key) in values for key, values in LEAKY.get(name, {}).items())
+
+
 def get_kernel(name: str) -> Kernel:
     """The kernel called `name`; an unknown name is an error that lists the valid ones."""
     from ..errors import SpecError

@@ -159,18 +159,35 @@ def first_keys(call: AttnCall) -> torch.Tensor:
 
 
 def pooled(call: AttnCall, g: Grid) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean query of each query block [B, H, nq, D] and mean key of each key block [B, H_kv, nk, D] (fp32)."""
+    """Mean query of each query block [B, H, nq, D] and mean key of each key block [B, H_kv, nk, D] (fp32).
+
+    The mean query pools over every query of a block, so a selection made with it lets a
+    query's output depend on the LATER queries of its block: only the papers' variants use it."""
     q = F.pad(call.query.float(), (0, 0, 0, g.nq * g.size - call.q_len)).view(*call.query.shape[:2], g.nq, g.size, -1)
-    k = F.pad(call.key.float(), (0, 0, 0, g.nk * g.size - call.k_len)).view(*call.key.shape[:2], g.nk, g.size, -1)
     q_real = (call.q_len - torch.arange(g.nq, device=g.device) * g.size).clamp(max=g.size)[:, None]  # [nq, 1]
+    return q.sum(3) / q_real, key_means(call, g)
+
+
+def key_means(call: AttnCall, g: Grid) -> torch.Tensor:
+    """Mean key of each key block: [B, H_kv, nk, D] fp32 (the last block over its real keys)."""
+    k = F.pad(call.key.float(), (0, 0, 0, g.nk * g.size - call.k_len)).view(*call.key.shape[:2], g.nk, g.size, -1)
     k_real = (call.k_len - torch.arange(g.nk, device=g.device) * g.size).clamp(max=g.size)[:, None]
-    return q.sum(3) / q_real, k.sum(3) / k_real
+    return k.sum(3) / k_real
+
+
+def union_blocks(call: AttnCall, g: Grid, chosen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-query choices bool [B, Hs, Q, nk] -> the key blocks some query of each query block
+    chose, and those not every (real) query chose (they need a token mask): [B, Hs, nq, nk] twice."""
+    extra = g.nq * g.size - call.q_len
+    some = F.pad(chosen, (0, 0, 0, extra), value=False).view(*chosen.shape[:2], g.nq, g.size, g.nk).any(3)
+    every = F.pad(chosen, (0, 0, 0, extra), value=True).view(*chosen.shape[:2], g.nq, g.size, g.nk).all(3)
+    return some, some & ~every
 
 
 def block_scores(call: AttnCall, g: Grid, qpool: torch.Tensor, kpool: torch.Tensor) -> torch.Tensor:
     """Scaled pooled-query x pooled-key logits per head: [B, H, nq', nk] for qpool [B, H, nq', D]."""
     b, h, n, d = qpool.shape
-    scores = torch.matmul(qpool.view(b, call.num_kv_heads, -1, d), kpool.transpose(-1, -2))  # [B, H_kv, G*nq', nk]
+    scores = torch.matmul(qpool.reshape(b, call.num_kv_heads, -1, d), kpool.transpose(-1, -2))  # [B, H_kv, G*nq', nk]
     return scores.view(b, h, n, -1) * call.scaling
 
 
@@ -237,11 +254,14 @@ def layer_full(call: AttnCall, g: Grid) -> torch.Tensor:
     return full.expand(g.nq, g.nk)[None]
 
 
-def _token_mask(call: AttnCall, g: Grid, b_of, j_of, kpos: torch.Tensor, rule) -> torch.Tensor:
+def _token_mask(call: AttnCall, g: Grid, b_of, j_of, kpos: torch.Tensor, rule, hs_of=None,
+                per_query: torch.Tensor | None = None) -> torch.Tensor:
     """Which gathered keys each query of each row sees: bool [N, size, S].
 
-    b_of, j_of: batch row and query block of each of the N rows; kpos [N, S] key positions
-    (>= K marks an unselected slot). Built from one int32 offset tensor to stay cheap.
+    b_of, hs_of, j_of: batch row, selection head and query block of each of the N rows;
+    kpos [N, S] key positions (>= K marks an unselected slot); per_query: optional
+    bool [B, Hs, Q, nk], the key blocks each query itself chose. Built from one int32
+    offset tensor to stay cheap.
     """
     qpos = (g.q_offset + j_of[:, None] * g.size + torch.arange(g.size, device=g.device)).int()  # [N, size]
     qp, kp = qpos[:, :, None], kpos.int()[:, None, :]  # [N, size, 1], [N, 1, S]
@@ -259,6 +279,10 @@ def _token_mask(call: AttnCall, g: Grid, b_of, j_of, kpos: torch.Tensor, rule) -
         vis = vis & rows[bm[:, None, None], q_row, kp.clamp(max=call.k_len - 1).long()]
     if rule is not None:
         vis = vis & rule(delta, kp, b_of[:, None, None])
+    if per_query is not None:
+        q_row = (qp - g.q_offset).clamp(max=call.q_len - 1).long()  # [N, size, 1]
+        k_blk = (kp // g.size).clamp(max=g.nk - 1).long()  # [N, 1, S]
+        vis = vis & per_query[b_of[:, None, None], hs_of[:, None, None], q_row, k_blk]
     return vis
 
 
@@ -329,7 +353,7 @@ def _chunks(rows: _Rows, bytes_per_block: int) -> list[torch.Tensor]:
 
 
 def attend(call: AttnCall, blocks: torch.Tensor, size: int, rule: Callable | None = None,
-           partial: torch.Tensor | None = None) -> KernelOutput:
+           partial: torch.Tensor | None = None, per_query: torch.Tensor | None = None) -> KernelOutput:
     """Exact attention restricted to the selected key blocks; output [B, Q, H, Dv].
 
     blocks:  bool [B|1, Hs, nq, nk], Hs = H_kv (a GQA group shares), H (per head) or 1.
@@ -337,11 +361,17 @@ def attend(call: AttnCall, blocks: torch.Tensor, size: int, rule: Callable | Non
              token-level pattern inside the selected blocks (delta = query position - key
              position, int32; kpos absolute key positions).
     partial: bool like `blocks`: blocks where `rule` may hide keys (needed with a rule).
+    per_query: optional bool [B, Hs, Q, nk], the key blocks each query chose for itself
+             (Hs = H_kv or H); then `blocks` and `partial` are its union per query block
+             (`union_blocks`) and each query sees only its own blocks.
     Blocks the model shows in full run without any mask; the rest with a token mask; the
     two are merged by log-sum-exp. density = visible query-key pairs computed / visible pairs.
     """
     g = grid(call, size)
     b, h, h_kv = call.batch, call.num_heads, call.num_kv_heads
+    if per_query is not None:
+        per_query = per_query.expand(b, h_kv if per_query.shape[1] == 1 else per_query.shape[1], -1, -1)
+        blocks, partial = union_blocks(call, g, per_query)
     rows = _rows(call, g, blocks, partial)
     r = h // rows.hs
     q = F.pad(call.query, (0, 0, 0, g.nq * size - call.q_len)).view(b, rows.hs, r, g.nq, size, -1)
@@ -367,7 +397,7 @@ def attend(call: AttnCall, blocks: torch.Tensor, size: int, rule: Callable | Non
             taken = torch.arange(ks - kf, device=g.device) < (rows.n_sel[idx] - kf)[:, None]  # [N, ks-kf]
             kpos = (sel[:, kf:, None] * size + torch.arange(size, device=g.device)).flatten(1)  # [N, S]
             kpos = kpos.masked_fill(~taken.repeat_interleave(size, -1), call.k_len)
-            vis = _token_mask(call, g, b_of, j_of, kpos, rule)  # [N, size, S]
+            vis = _token_mask(call, g, b_of, j_of, kpos, rule, hs_of, per_query)  # [N, size, S]
             seen = vis.sum(-1)  # [N, size]
             computed += int(seen.sum()) * r
             add = torch.where(vis, 0.0, -torch.inf).to(qc.dtype)[:, None]  # [N, 1, size, S]

@@ -1,20 +1,31 @@
-"""FlexPrefill (Lai et al., 2025): per head, a query-aware or a vertical-slash block pattern,
-each keeping the smallest key set whose estimated attention mass reaches `gamma`.
+"""FlexPrefill (Lai et al., 2025): key blocks chosen so that their estimated attention mass
+reaches `gamma`, adaptively per query and head.
 
-For every head the last query block's attention to all keys is computed exactly
-(a_hat [B, H, n, K], n = block_size): cheap, one block of queries. Its block sums are
-compared with the attention estimated from pooled queries and pooled keys by the
-Jensen-Shannon distance sqrt(JS); below `tau` the pooled estimate is trusted and the head
-gets a QUERY-AWARE pattern (per query block: pooled block scores, softmax, the fewest
-blocks reaching gamma). Otherwise it gets a VERTICAL-SLASH pattern from a_hat: the fewest
-key columns (vertical) and diagonal offsets (slash) whose pooled mass reaches gamma, turned
-into the key blocks that contain them. The first (sink) block and each query block's own
-block are always kept; inside kept blocks attention is exact and causal (`blocks.py`).
+estimate="query" (default, causal): every query estimates its own attention over the key
+blocks it may see from ITS OWN query and the blocks' mean keys (softmax of the scaled
+products; its own block pooled over the keys up to it, `per_query.query_scores`) and keeps
+the fewest blocks reaching gamma of that mass: FlexPrefill's query-aware pattern, made per
+query instead of per query block. The first (sink) real block and the query's own block
+are always kept; inside kept blocks attention is exact and causal (`blocks.py`). No output
+depends on a later token, and a decode step (one query on the cache) chooses exactly what
+the same query chose inside the prefill, so decode steps run the same rule.
+The vertical-slash pattern and the per-head choice between the two need the EXACT
+attention of a sample of queries; a sample that serves every query causally would be
+every query (the dense cost), so this estimate does not use them (`tau` is unused).
+
+estimate="last_block" is the paper's: for every head the last query block's attention to
+all keys is computed exactly (a_hat [B, H, n, K], n = block_size), its block sums compared
+with the estimate from pooled (block-mean) queries by the Jensen-Shannon distance
+sqrt(JS); below `tau` the head gets the QUERY-AWARE pattern (per query block: pooled
+scores, softmax, the fewest blocks reaching gamma), otherwise a VERTICAL-SLASH pattern
+from a_hat (the fewest key columns and diagonal offsets reaching gamma, as key blocks).
+Both the last block and the pooled queries come from LATER tokens, so outputs LEAK
+information from the future (the conformance tests assert it does); its decode steps run
+dense (with one query the estimate would cost as much as the attention itself).
 
 gamma >= 1 keeps everything (dense). per_head=False takes the union over each GQA group
-(keys gathered once per key/value head). Decode / extend steps (queries on a KV cache)
-run dense: with one query the estimate would cost as much as the attention itself.
-Inputs shorter than `min_len` keys run dense (density 1.0); the default 0 never falls back.
+(keys gathered once per key/value head). Inputs shorter than `min_len` keys run dense
+(density 1.0); the default 0 never falls back.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ from ..core import scores as sc
 from ..core.call import AttnCall, KernelOutput
 from ..core.hooks import Hooks
 from . import blocks as bk
+from . import per_query as pq
 
 
 def estimate(call: AttnCall, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,8 +89,22 @@ def vertical_slash(call: AttnCall, g: bk.Grid, gamma: float, probs: torch.Tensor
     return band | columns[:, :, None, :]
 
 
+ESTIMATES = ("query", "last_block")
+
+
+def select_per_query(call: AttnCall, g: bk.Grid, gamma: float, per_head: bool) -> torch.Tensor:
+    """Chosen key blocks per QUERY (estimate="query"): bool [B, H (or H_kv), Q, nk]."""
+    cand = pq.query_candidates(call, g)  # [B, 1, Q, nk]
+    probs = torch.softmax(pq.query_scores(call, g).masked_fill(~cand, -torch.inf), -1).nan_to_num(0.0)  # [B, H, Q, nk]
+    chosen = (bk.keep_mass(probs, gamma) | pq.query_forced(call, g, sink=1, local=1)) & cand
+    if not per_head:
+        chosen = chosen.view(call.batch, call.num_kv_heads, call.groups, call.q_len, g.nk).any(2)
+    return chosen
+
+
 def select(call: AttnCall, g: bk.Grid, gamma: float, tau: float, per_head: bool):
-    """Chosen key blocks bool [B, H (or H_kv), nq, nk] and which heads were query-aware bool [B, H]."""
+    """The paper's selection (estimate="last_block", leaky): chosen key blocks bool
+    [B, H (or H_kv), nq, nk] and which heads were query-aware bool [B, H]."""
     cand = bk.candidates(call, g)  # [B, 1, nq, nk]
     probs, visible = estimate(call, g.size)
     true = _block_sum(probs, g).mean(2)  # [B, H, nk]
@@ -96,13 +122,20 @@ def select(call: AttnCall, g: bk.Grid, gamma: float, tau: float, per_head: bool)
 
 
 def forward(call: AttnCall, hooks: Hooks, gamma: float = 0.9, tau: float = 0.1, block_size: int = 64,
-            per_head: bool = True, min_len: int = 0) -> KernelOutput:
-    """FlexPrefill attention; output [B, Q, H, Dv], density = computed / visible pairs."""
+            per_head: bool = True, min_len: int = 0, estimate: str = "query") -> KernelOutput:
+    """FlexPrefill attention; output [B, Q, H, Dv], density = computed / visible pairs.
+
+    estimate: "query" (each query estimates for itself: causal) or "last_block" (the
+    paper's, from the last query block and pooled queries: leaks later tokens)."""
     if not 0.0 < gamma or tau < 0.0:
         raise ValueError(f"flexprefill: need gamma > 0 and tau >= 0, got gamma={gamma}, tau={tau}")
+    if estimate not in ESTIMATES:
+        raise ValueError(f"flexprefill: estimate must be one of {', '.join(ESTIMATES)}; got {estimate!r}")
     bk.check_supported(call, "flexprefill")
-    if call.k_len < min_len or call.q_offset > 0:
+    if call.k_len < min_len or (estimate == "last_block" and call.q_offset > 0):
         return bk.dense(call, hooks)
     g = bk.grid(call, block_size)
+    if estimate == "query":
+        return bk.attend(call, None, block_size, per_query=select_per_query(call, g, gamma, per_head))
     chosen, _ = select(call, g, gamma, tau, per_head)
     return bk.attend(call, chosen, block_size)
