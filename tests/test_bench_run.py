@@ -174,3 +174,19 @@ def test_a_failing_sparse_kernel_stops_the_run_unless_keep_going(tiny_folder, tm
     report = run_bench(config(True, tmp_path / "b"))
     assert [r["kernel"] for r in report["rows"]] == ["sdpa"]
     assert len(report["errors"]) == 1 and "kernel exploded" in report["errors"][0]
+
+
+def test_leaky_kernel_rows_are_timed_but_not_scored(tiny_folder, tmp_path):
+    """A spec whose selection sees later tokens (block_topk:pool=mean) gets no ppl / KL; the
+    causal default is scored as usual."""
+    from attnlab.bench.run import run_bench
+    from attnlab.bench.spec import BenchConfig, parse_kernels
+
+    config = BenchConfig(out=tmp_path, model=str(tiny_folder), lengths=(64,), corpus="kjv:ge1:1-5:32",
+                         kernels=parse_kernels("block_topk:block_size=8,topk=1,block_topk:block_size=8,topk=1,pool=mean"),
+                         needles=0, repeats=1, decode_steps=1, parity_tokens=32, isolate=False)
+    rows = {r["kernel"]: r for r in run_bench(config)["rows"]}
+    causal, leaky = rows["block_topk:block_size=8,topk=1"], rows["block_topk:block_size=8,topk=1,pool=mean"]
+    assert not causal["leaky"] and causal["ppl"] > 1 and causal["kl"] >= 0 and causal["density"] < 1
+    assert leaky["leaky"] and leaky["ppl"] is None and leaky["kl"] is None and leaky["ppl_change_pct"] is None
+    assert leaky["prefill_s"] > 0 and leaky["parity_ok"]

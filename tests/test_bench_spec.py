@@ -105,3 +105,11 @@ def test_best_tradeoff_needs_needles_when_the_run_tested_them():
     assert tested["best_quality_kept"]["kernel"] == "block_topk"  # streaming skipped the needles
     untested = best_tradeoff(rows, {})[8]
     assert untested["best_quality_kept"]["kernel"] == "streaming:window=8"  # no needle test at all: ppl decides
+
+
+def test_best_tradeoff_never_picks_a_leaky_row():
+    rows = [_row("block_topk:pool=mean", 8, 3.0), _row("block_topk", 8, 2.0, ppl_change=1.0)]
+    rows[0]["ppl_change_pct"] = None  # leaky, not scored
+    best = best_tradeoff(rows, {})[8]
+    assert best["best_quality_kept"]["kernel"] == "block_topk"
+    assert best["fastest"]["kernel"] == "block_topk:pool=mean"

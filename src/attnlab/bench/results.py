@@ -1,5 +1,7 @@
 """Turn raw task results into rows, ratios against the dense baseline, a summary, and files.
 
+Rows of kernels whose parameters leak later tokens into earlier outputs (`leaky`) carry
+no ppl / KL (None): they never count as keeping quality.
 Ratios: speedup = dense prefill median / kernel prefill median (same run); ppl_change_pct =
 100 * (ppl / dense ppl - 1); needle_delta_pts = kernel accuracy - dense accuracy, in points.
 attention_speedup compares the time inside attention calls only; amdahl_limit = the
@@ -17,7 +19,7 @@ from .spec import DENSE, EXACT
 PPL_TOLERANCE_PCT = 2.0  # "quality kept": ppl within +2% of dense ...
 NEEDLE_TOLERANCE_PTS = 5.0  # ... and needle accuracy within 5 points
 CSV_COLUMNS = ("kernel", "length", "prefill_s", "speedup", "attention_s", "attention_share",
-               "attention_speedup", "amdahl_limit", "ppl",
+               "attention_speedup", "amdahl_limit", "leaky", "ppl",
                "ppl_change_pct", "kl", "needle_acc", "needle_delta_pts", "decode_tok_s", "decode_ratio",
                "peak_rss_mb", "prefill_rss_mb", "density", "parity_max_abs_diff", "repeats")
 
@@ -52,7 +54,8 @@ def _row(task: dict, res: dict, dense: dict, needles: dict) -> dict:
         "attention_s": res["attention_s"], "attention_share": res["attention_s"] / res["prefill_s"],
         "attention_speedup": dense["attention_s"] / res["attention_s"] if res["attention_s"] else None,
         "amdahl_limit": 1.0 / (1.0 - dense["attention_s"] / dense["prefill_s"]),
-        "ppl": res["ppl"], "ppl_change_pct": 100.0 * (res["ppl"] / dense["ppl"] - 1.0),
+        "ppl": res["ppl"], "leaky": bool(res.get("leaky")),
+        "ppl_change_pct": None if res["ppl"] is None else 100.0 * (res["ppl"] / dense["ppl"] - 1.0),
         "ppl_tokens": res["ppl_tokens"], "kl": res["kl"], "kl_positions": res["kl_positions"],
         "needle_acc": acc, "needle_delta_pts": None if acc is None or dense_acc is None else acc - dense_acc,
         "decode_tok_s": res["decode_tok_s"], "decode_ratio": res["decode_tok_s"] / dense["decode_tok_s"],
@@ -90,6 +93,8 @@ def best_tradeoff(rows: list[dict], needles: dict) -> dict:
             continue
 
         def kept(r):  # when the run tested needles, a kernel that skipped them cannot qualify
+            if r["ppl_change_pct"] is None:  # leaky, not scored: cannot show it kept quality
+                return False
             delta = needles.get(r["kernel"], {}).get("delta_pts")
             needle_ok = (delta is None and not needles) or (delta is not None and delta >= -NEEDLE_TOLERANCE_PTS)
             return r["ppl_change_pct"] <= PPL_TOLERANCE_PCT and needle_ok
@@ -167,7 +172,7 @@ def pareto_plot(rows: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     labels = list(dict.fromkeys(r["kernel"] for r in rows))
     for i, label in enumerate(labels):
-        mine = [r for r in rows if r["kernel"] == label]
+        mine = [r for r in rows if r["kernel"] == label and r["ppl_change_pct"] is not None]
         ax.plot([r["speedup"] for r in mine], [r["ppl_change_pct"] for r in mine], "o",
                 color=f"C{i % 10}", label=label)
         for r in mine:

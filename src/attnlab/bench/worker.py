@@ -57,10 +57,15 @@ def _parity(model, ids, task: dict) -> dict:
 
 
 def run_cell(task: dict) -> dict:
-    """Time `repeats` prefills of ids[:length] with one kernel; then ppl, KL, decode speed."""
+    """Time `repeats` prefills of ids[:length] with one kernel; then ppl, KL, decode speed.
+
+    Kernels whose parameters let outputs depend on later tokens (`kernels.leaky`: the
+    papers' block-pooled selections) are timed but not scored: ppl and kl are None.
+    """
     import torch
 
     from ..core.session import attach
+    from ..kernels import leaky
     from . import measure
 
     model, _ = _load(task)
@@ -91,7 +96,11 @@ def run_cell(task: dict) -> dict:
             "rss_loaded_mb": rss_loaded, "prefill_rss_mb": peak - rss_loaded,
             "density": sum(dens) / len(dens) if dens else 1.0, "parity": parity,
         }
-        result.update(_quality(model, hidden, ids, task))
+        result["leaky"] = leaky(task["kernel"], task["params"])
+        if result["leaky"]:  # its prefill saw later tokens: perplexity / KL there would be a lie
+            result.update(ppl=None, ppl_tokens=0, kl=None, kl_positions=0)
+        else:
+            result.update(_quality(model, hidden, ids, task))
         result["decode_tok_s"] = measure.decode_speed(model, hidden, cache, task["decode_steps"])
     return result
 
