@@ -71,7 +71,7 @@ class Session:
         self.hooks.on_call(call)
         result = self.kernel.forward(call, self.hooks, **self.params)
         if result.density != 1.0 or self.kernel_name not in ("eager", "sdpa"):
-            self.densities.append((call.layer, call.phase, result.density))
+            self.densities.append((call.site, call.phase, result.density))
         output = self.hooks.output(call, result.output)
         return output, result.weights
 
