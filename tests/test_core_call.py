@@ -136,3 +136,16 @@ def test_cuda_parity(kernel):
         with attnlab.attach(model, kernel=kernel, **params):
             out = model(input_ids=ids, attention_mask=mask).logits
     assert float((ref - out).abs()[mask.bool()].max()) < 1e-4
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("causal, window", [(True, None), (True, 3), (False, None), (False, 2)])
+def test_visible_at_equals_visible(masked, causal, window):
+    from attnlab.core.scores import visible, visible_at
+
+    g = torch.Generator().manual_seed(0)
+    mask = (torch.rand(2, 1, 5, 9, generator=g) > 0.3) if masked else None
+    call = AttnCall(site=Site("decoder", "self", 0), query=torch.zeros(2, 2, 5, 4), key=torch.zeros(2, 2, 9, 4),
+                    value=torch.zeros(2, 2, 9, 4), mask=mask, scaling=1.0, causal=causal, sliding_window=window)
+    got = visible_at(call, torch.arange(2)[:, None, None], torch.arange(5)[None, :, None], torch.arange(9)[None, None, :])
+    assert torch.equal(got, visible(call).expand(2, 1, 5, 9)[:, 0])

@@ -41,6 +41,27 @@ def visible(call: AttnCall, q0: int = 0, q1: int | None = None, k0: int = 0, k1:
     return seen[None, None]
 
 
+def visible_at(call: AttnCall, rows: torch.Tensor, q_idx: torch.Tensor, k_idx: torch.Tensor) -> torch.Tensor:
+    """`visible` at arbitrary (batch row, query index, key index) triples, broadcast together:
+    bool of their broadcast shape. For kernels that gather keys (the sparse executor).
+
+    Indices must lie in range (callers mark out-of-range slots themselves). A mask must be
+    shared by all heads (mask.shape[1] == 1).
+    """
+    if call.mask is not None:
+        m = call.mask[:, 0]  # [B|1, Q, K]
+        rows = rows if m.shape[0] > 1 else torch.zeros_like(rows)
+        return m[rows, q_idx, k_idx]
+    shape = torch.broadcast_shapes(rows.shape, q_idx.shape, k_idx.shape)
+    if not call.positional or (not call.causal and call.sliding_window is None):
+        return torch.ones(shape, dtype=torch.bool, device=call.device)
+    delta = (q_idx + call.q_start) - (k_idx + call.k_start)  # query position - key position
+    seen = delta >= 0 if call.causal else torch.ones_like(delta, dtype=torch.bool)
+    if call.sliding_window is not None:
+        seen = seen & (delta.abs() < call.sliding_window)
+    return seen.expand(shape)
+
+
 def key_range(call: AttnCall, q0: int, q1: int) -> tuple[int, int]:
     """The smallest key range [lo, hi) holding every key a query of [q0, q1) may see.
 
