@@ -28,6 +28,10 @@ gives dense attention. On a sliding-window layer whose window the topk + local b
 already cover (Gemma3: 512 <= (16 + 2 - 2) x 64) every visible block is kept, so the layer runs as
 exact `blocks.band` attention (density 1.0). Inputs shorter than `min_len` keys run dense
 (density 1.0); the default 0 never falls back.
+
+Left padding: each row's block grid starts at its first real key (`blocks.aligned`), so a
+padded row chooses and computes exactly what the same sequence run alone does, and no
+budget goes to blocks the mask hides.
 """
 
 from __future__ import annotations
@@ -92,8 +96,10 @@ def forward(call: AttnCall, hooks: Hooks, topk: int = 16, sink: int = 1, local: 
     # a query block's window spans at most window / block_size + 2 key blocks: all kept anyway
     if bk.covers_window(call, (topk + local - 2) * block_size):
         return bk.band(call)
-    g = bk.grid(call, block_size)
-    if pool == "mean":
-        return bk.attend(call, select(call, g, topk, sink, local, per_head), block_size)
-    chosen = select_per_query(call, g, topk, sink, local, per_head)  # [B, Hs, Q, nk]
-    return bk.attend(call, None, block_size, per_query=chosen)
+    def run(call: AttnCall, g: bk.Grid) -> KernelOutput:  # each row's grid on its first real key
+        if pool == "mean":
+            return bk.attend(call, select(call, g, topk, sink, local, per_head), block_size)
+        chosen = select_per_query(call, g, topk, sink, local, per_head)  # [B, Hs, Q, nk]
+        return bk.attend(call, None, block_size, per_query=chosen)
+
+    return bk.aligned(call, block_size, run)

@@ -15,11 +15,30 @@ the layer's sliding window) is applied token by token, so a block mask that cove
 visible block gives exactly dense attention. Blocks no query of the block can see under
 the layer's position rules are dropped before gathering (Gemma3's 512-token sliding
 layers cost O(n * 512), not O(n^2)).
+
+Row alignment (the content-selecting kernels, block_topk and flexprefill, via `aligned`):
+a key block's mean depends on which keys share it, so the grid must sit on the SAME keys
+in a left-padded row as in that sequence run alone. The rule: each row's grid starts at
+its first real key (`first_keys`). Before selecting, a row whose first real key s is not
+a multiple of the block size has its keys, values and mask rotated left by r = s % size
+(its first r keys, padding, move to the end, where the mask and the causal rule hide
+them); for queries that sit on the keys' own positions (prefill: q_offset < r) the queries
+are rotated with them, so query i' stays on key i'. Rows then share one grid with
+q_offset' = max(q_offset - r, 0); rows whose q_offset' differ (decode / extend on a cache:
+the query is the last position, which moves by r) run as separate sub-batches, one per
+distinct r (at most min(B, size) groups; no per-token loop). The output is rotated back;
+padding query rows stay finite and meaningless. The rotated-in padding at a row's end is
+excluded from key means (`Grid.k_end`), and no candidate block is one the mask hides
+entirely from the query (`candidates`, `per_query.query_candidates`), so budget is never
+spent on padding. Sliding-window calls keep the grid on key indices: once a decode step's
+window has passed a row's first real token the mask no longer tells where the row began,
+and a grid that moved with the window would break prefill + decode consistency.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -34,13 +53,17 @@ CHUNK_BYTES = 1 << 27  # bound on one chunk's mask/score tensor (128 MiB)
 
 @dataclass(frozen=True)
 class Grid:
-    """Block geometry of one call: block size, query blocks nq, key blocks nk."""
+    """Block geometry of one call: block size, query blocks nq, key blocks nk.
+
+    k_end: optional long [B], per row the end (exclusive) of its real keys; keys from there
+    on (padding rotated to the end by `aligned`) are left out of key means. None: K."""
 
     size: int
     nq: int
     nk: int
     q_offset: int
     device: torch.device = torch.device("cpu")
+    k_end: torch.Tensor | None = field(default=None, compare=False)
 
     def q_positions(self) -> torch.Tensor:
         """Absolute key position of every (padded) query row: [nq, size]."""
@@ -169,10 +192,28 @@ def pooled(call: AttnCall, g: Grid) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def key_means(call: AttnCall, g: Grid) -> torch.Tensor:
-    """Mean key of each key block: [B, H_kv, nk, D] fp32 (the last block over its real keys)."""
+    """Mean key of each key block: [B, H_kv, nk, D] fp32 (the last block over its real keys;
+    with `g.k_end`, each row's blocks over its keys before k_end)."""
     k = F.pad(call.key.float(), (0, 0, 0, g.nk * g.size - call.k_len)).view(*call.key.shape[:2], g.nk, g.size, -1)
-    k_real = (call.k_len - torch.arange(g.nk, device=g.device) * g.size).clamp(max=g.size)[:, None]
-    return k.sum(3) / k_real
+    if g.k_end is None:
+        k_real = (call.k_len - torch.arange(g.nk, device=g.device) * g.size).clamp(max=g.size)[:, None]
+        return k.sum(3) / k_real
+    valid = torch.arange(g.nk * g.size, device=g.device)[None, :] < g.k_end[:, None]  # [B, nk*size]
+    valid = valid.view(-1, 1, g.nk, g.size, 1)
+    k_real = valid.sum(3).clamp(min=1)  # [B, 1, nk, 1]
+    return k.masked_fill(~valid, 0.0).sum(3) / k_real
+
+
+def mask_blocks(call: AttnCall, g: Grid, per_query: bool) -> torch.Tensor | None:
+    """Key blocks the model's mask shows at least one key of: bool [Bm, 1, Q, nk] per query, or
+    [Bm, 1, nq, nk] per query block (some query of it); None without a mask."""
+    if call.mask is None:
+        return None
+    m = call.mask[:, 0]  # [Bm, Q, K]
+    m = F.pad(m, (0, g.nk * g.size - call.k_len), value=False).view(m.shape[0], call.q_len, g.nk, g.size).any(3)
+    if not per_query:
+        m = F.pad(m, (0, 0, 0, g.nq * g.size - call.q_len), value=False).view(m.shape[0], g.nq, g.size, g.nk).any(2)
+    return m[:, None]
 
 
 def union_blocks(call: AttnCall, g: Grid, chosen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,10 +233,13 @@ def block_scores(call: AttnCall, g: Grid, qpool: torch.Tensor, kpool: torch.Tens
 
 
 def candidates(call: AttnCall, g: Grid) -> torch.Tensor:
-    """Key blocks worth selecting: reachable by position and not all left padding: bool [B, 1, nq, nk]."""
+    """Key blocks worth selecting: reachable by position, not all left padding, and with a key
+    the mask shows some query of the block: bool [B, 1, nq, nk]."""
     k_last = torch.arange(g.nk, device=g.device) * g.size + g.size - 1  # [nk]
     real = k_last[None, :] >= first_keys(call)[:, None]  # [B, nk]
-    return (reachable(call, g)[None] & real[:, None, :])[:, None]
+    cand = (reachable(call, g)[None] & real[:, None, :])[:, None]
+    shown = mask_blocks(call, g, per_query=False)
+    return cand if shown is None else cand & shown
 
 
 def forced(call: AttnCall, g: Grid, sink: int, local: int) -> torch.Tensor:
@@ -404,8 +448,60 @@ def attend(call: AttnCall, blocks: torch.Tensor, size: int, rule: Callable | Non
             o2, l2 = _attention(qc, kc[:, :, kf * size:], vc[:, :, kf * size:], add, call)
             l2 = l2.masked_fill((seen == 0)[:, None], -torch.inf)  # the kernel reports 0 for empty rows
             o, lse = (o2, l2) if o is None else (_merge(o, lse, o2, l2), None)
+        if o is None:  # no row of the chunk selected a block (padding queries)
+            o = qc.new_zeros(qc.shape[:3] + (values.shape[-1],))
         out.index_copy_(0, idx, o)
     out = out.view(b, rows.hs, g.nq, r, size, -1).permute(0, 2, 4, 1, 3, 5)
     out = out.reshape(b, g.nq * size, h, -1)[:, :call.q_len]  # [B, Q, H, Dv]
     total = visible_pairs(call)
+    return KernelOutput(output=out.contiguous(), density=computed / total if total else 1.0)
+
+
+def _rotation(call: AttnCall, size: int) -> torch.Tensor | None:
+    """Per row, how far `aligned` rotates its keys (first real key % size): long [B], or None
+    when every row's real keys already start on a block boundary (or the call keeps its grid)."""
+    if call.mask is None or not call.positional or call.sliding_window is not None:
+        return None
+    r = first_keys(call) % size
+    return r if bool(r.any()) else None
+
+
+def aligned(call: AttnCall, size: int, run: Callable[[AttnCall, Grid], KernelOutput]) -> KernelOutput:
+    """`run(call, grid)` with every row's block grid starting at its first real key (the
+    module docstring's row alignment rule); output [B, Q, H, Dv] in the call's own order."""
+    r = _rotation(call, size)
+    if r is None:
+        return run(call, grid(call, size))
+    b, q_len, k_len, qo = call.batch, call.q_len, call.k_len, call.q_offset
+    c = (r - qo).clamp(min=0)  # query rotation: queries before position r are padding
+    offsets = (qo - r).clamp(min=0)  # each row's q_offset once rotated
+    kidx = (torch.arange(k_len, device=call.device)[None, :] + r[:, None]) % k_len  # [B, K] source key
+    qidx = (torch.arange(q_len, device=call.device)[None, :] + c[:, None]) % q_len  # [B, Q] source query
+
+    def rows_of(x: torch.Tensor, idx: torch.Tensor, dim: int) -> torch.Tensor:
+        shape = [1] * x.dim()
+        shape[0], shape[dim] = b, idx.shape[1]
+        return x.expand(b, *x.shape[1:]).gather(dim, idx.view(shape).expand(b, *x.shape[1:]))
+
+    query = rows_of(call.query, qidx, 2)
+    key, value = rows_of(call.key, kidx, 2), rows_of(call.value, kidx, 2)
+    mask = rows_of(rows_of(call.mask, qidx, 2), kidx, 3)
+    k_end = k_len - r
+    out = call.query.new_empty(b, q_len, call.num_heads, call.value.shape[-1])
+    computed, total = 0.0, 0.0
+    for off in torch.unique(offsets).tolist():
+        sel = (offsets == off).nonzero().flatten()
+        whole = len(sel) == b
+        pick = (lambda x: x) if whole else (lambda x: x.index_select(0, sel))
+        sub = dataclasses.replace(call, query=pick(query), key=pick(key), value=pick(value), mask=pick(mask),
+                                  q_start=call.k_start + off)
+        result = run(sub, dataclasses.replace(grid(sub, size), k_end=pick(k_end)))
+        pairs = visible_pairs(sub)
+        computed, total = computed + result.density * pairs, total + pairs
+        inv = (torch.arange(q_len, device=call.device)[None, :] - pick(c)[:, None]) % q_len  # [b', Q]
+        o = result.output.gather(1, inv[:, :, None, None].expand(-1, -1, *result.output.shape[2:]))
+        if whole:
+            out = o
+        else:
+            out.index_copy_(0, sel, o)
     return KernelOutput(output=out.contiguous(), density=computed / total if total else 1.0)

@@ -26,6 +26,11 @@ dense (with one query the estimate would cost as much as the attention itself).
 gamma >= 1 keeps everything (dense). per_head=False takes the union over each GQA group
 (keys gathered once per key/value head). Inputs shorter than `min_len` keys run dense
 (density 1.0); the default 0 never falls back.
+
+Left padding (estimate="query"): each row's block grid starts at its first real key
+(`blocks.aligned`), so a padded row chooses and computes exactly what the same sequence
+run alone does. estimate="last_block" keeps the grid on key indices (its estimate needs
+the call's last queries in place; it is leaky and not batch independent anyway).
 """
 
 from __future__ import annotations
@@ -134,8 +139,9 @@ def forward(call: AttnCall, hooks: Hooks, gamma: float = 0.9, tau: float = 0.1, 
     bk.check_supported(call, "flexprefill")
     if call.k_len < min_len or (estimate == "last_block" and call.q_offset > 0):
         return bk.dense(call, hooks)
+    if estimate == "query":  # each row's grid on its first real key
+        return bk.aligned(call, block_size, lambda c, g: bk.attend(
+            c, None, block_size, per_query=select_per_query(c, g, gamma, per_head)))
     g = bk.grid(call, block_size)
-    if estimate == "query":
-        return bk.attend(call, None, block_size, per_query=select_per_query(call, g, gamma, per_head))
     chosen, _ = select(call, g, gamma, tau, per_head)
     return bk.attend(call, chosen, block_size)

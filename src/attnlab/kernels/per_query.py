@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.call import AttnCall
-from .blocks import Grid, block_scores, first_keys, key_means
+from .blocks import Grid, block_scores, first_keys, key_means, mask_blocks
 
 
 def own_blocks(call: AttnCall, g: Grid) -> torch.Tensor:
@@ -47,7 +47,8 @@ def query_scores(call: AttnCall, g: Grid) -> torch.Tensor:
 
 
 def query_candidates(call: AttnCall, g: Grid) -> torch.Tensor:
-    """Key blocks each query may see by position and that are not all left padding: bool [B, 1, Q, nk]."""
+    """Key blocks each query may see by position, that are not all left padding and that hold a
+    key the mask shows the query (a fully masked block is never chosen): bool [B, 1, Q, nk]."""
     own = own_blocks(call, g)[:, None]  # [Q, 1]
     blk = torch.arange(g.nk, device=g.device)[None, :]  # [1, nk]
     ok = torch.ones(call.q_len, g.nk, dtype=torch.bool, device=g.device)
@@ -57,7 +58,9 @@ def query_candidates(call: AttnCall, g: Grid) -> torch.Tensor:
             pos = g.q_offset + torch.arange(call.q_len, device=g.device)[:, None]
             ok &= blk * g.size + g.size - 1 > pos - call.sliding_window
     real = (torch.arange(g.nk, device=g.device) * g.size + g.size - 1)[None, :] >= first_keys(call)[:, None]  # [B, nk]
-    return (ok[None] & real[:, None, :])[:, None]
+    cand = (ok[None] & real[:, None, :])[:, None]
+    shown = mask_blocks(call, g, per_query=True)
+    return cand if shown is None else cand & shown
 
 
 def query_forced(call: AttnCall, g: Grid, sink: int, local: int) -> torch.Tensor:
