@@ -149,3 +149,21 @@ def test_visible_at_equals_visible(masked, causal, window):
                     value=torch.zeros(2, 2, 9, 4), mask=mask, scaling=1.0, causal=causal, sliding_window=window)
     got = visible_at(call, torch.arange(2)[:, None, None], torch.arange(5)[None, :, None], torch.arange(9)[None, None, :])
     assert torch.equal(got, visible(call).expand(2, 1, 5, 9)[:, 0])
+
+
+@pytest.mark.parametrize("kernel, params", [("streaming", dict(window=64, block_size=4)),
+                                            ("block_topk", dict(topk=64, block_size=4)),
+                                            ("window", dict(window=64, block_size=4))])
+def test_sparse_kernels_apply_a_symmetric_window_without_a_mask(kernel, params):
+    """A non-causal windowed call (ModernBERT-style local layer) that arrives without a mask:
+    the sparse executor reads the same visibility as every other kernel (|i - j| < w)."""
+    from attnlab.core.hooks import Hooks
+    from attnlab.kernels import KERNELS
+
+    g = torch.Generator().manual_seed(1)
+    call = AttnCall(site=Site("encoder", "self", 0), query=torch.randn(1, 2, 12, 8, generator=g),
+                    key=torch.randn(1, 2, 12, 8, generator=g), value=torch.randn(1, 2, 12, 8, generator=g),
+                    mask=None, scaling=8 ** -0.5, causal=False, sliding_window=3)
+    ref = KERNELS["eager"].forward(call, Hooks()).output
+    out = KERNELS[kernel].forward(call, Hooks(), **params).output
+    assert float((ref - out).abs().max()) < 1e-5

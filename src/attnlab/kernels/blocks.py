@@ -295,6 +295,8 @@ def layer_full(call: AttnCall, g: Grid) -> torch.Tensor:
         full = full & (k_last <= q_first)
         if call.sliding_window is not None:
             full = full & (q_last - k_first < call.sliding_window)
+    elif call.sliding_window is not None:  # a symmetric window: every pair closer than it
+        full = full & (q_last - k_first < call.sliding_window) & (k_last - q_first < call.sliding_window)
     return full.expand(g.nq, g.nk)[None]
 
 
@@ -310,17 +312,11 @@ def _token_mask(call: AttnCall, g: Grid, b_of, j_of, kpos: torch.Tensor, rule, h
     qpos = (g.q_offset + j_of[:, None] * g.size + torch.arange(g.size, device=g.device)).int()  # [N, size]
     qp, kp = qpos[:, :, None], kpos.int()[:, None, :]  # [N, size, 1], [N, 1, S]
     delta = qp - kp  # [N, size, S] query position minus key position
-    vis = (kp < call.k_len) & (qp - g.q_offset < call.q_len)
-    if call.mask is None:
-        if call.causal:
-            vis = vis & (delta >= 0)
-        if call.sliding_window is not None:
-            vis = vis & (delta < call.sliding_window)
-    else:
-        rows = call.mask[:, 0]  # [Bm, Q, K]
-        bm = b_of if rows.shape[0] > 1 else torch.zeros_like(b_of)
-        q_row = (qp - g.q_offset).clamp(max=call.q_len - 1).long()  # padded query rows are already False
-        vis = vis & rows[bm[:, None, None], q_row, kp.clamp(max=call.k_len - 1).long()]
+    q_idx = qp - g.q_offset  # [N, size, 1] query index in the call
+    vis = (kp < call.k_len) & (q_idx < call.q_len)
+    # the model's visibility (`core.scores`) at the gathered keys; padded slots read index 0 and are masked above
+    vis = vis & sc.visible_at(call, b_of[:, None, None], q_idx.clamp(max=call.q_len - 1).long(),
+                              kp.clamp(max=call.k_len - 1).long())
     if rule is not None:
         vis = vis & rule(delta, kp, b_of[:, None, None])
     if per_query is not None:
