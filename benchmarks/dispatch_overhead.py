@@ -76,7 +76,7 @@ def per_call_overhead(calls: int = 500) -> dict:
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     import attnlab
-    from attnlab import dispatch
+    from attnlab.core import dispatch
 
     model = _tiny_llama()
     module = model.model.layers[0].self_attn
