@@ -97,7 +97,7 @@ def parity(n: int = 512) -> float:
 
     model, tok = attnlab.load()
     enc = _inputs(tok, model, n)
-    got = run_stats(model, enc, block_size=128).result()
+    got = {site.layer: v for site, v in run_stats(model, enc, block_size=128).result().items()}  # one stack
     model.set_attn_implementation("eager")
     with torch.no_grad():
         maps = model.base_model(**enc, output_attentions=True).attentions
