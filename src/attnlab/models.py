@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import OptionError
+from .errors import InputError, OptionError
 
 DEFAULT_MODEL = "smollm2-135m"
 CACHE_ENV = "ATTNLAB_CACHE"
@@ -220,6 +220,28 @@ def model_kind(name_or_path: str | os.PathLike | None = None, cache_dir=None) ->
         return config_kind(AutoConfig.from_pretrained(resolve(name_or_path, cache_dir)))
 
 
+def input_name(name_or_path: str | os.PathLike | None = None, cache_dir=None) -> str:
+    """The input a model reads ("input_ids" for text, "pixel_values", "input_features", ...),
+    read from its config without loading its weights."""
+    kind, where = locate(name_or_path)
+    if kind == "embedded":
+        return "input_ids"
+    from transformers import AutoConfig, AutoModel
+
+    with quiet_transformers():
+        config = AutoConfig.from_pretrained(resolve(name_or_path, cache_dir))
+    cls = AutoModel._model_mapping.get(type(config), None) if type(config) in AutoModel._model_mapping else None
+    return getattr(cls, "main_input_name", "input_ids")
+
+
+def require_text(name_or_path, what: str = "this command") -> None:
+    """OptionError unless the model reads token ids (vision and speech models read other inputs)."""
+    name = input_name(name_or_path)
+    if name != "input_ids":
+        raise OptionError(f"{what} feeds text, and {name_or_path} reads {name} (a vision or speech model); "
+                          "attach it from Python with its own inputs: with attnlab.attach(model): model(...)")
+
+
 def loaded_kind(model) -> str:
     """config_kind() of a loaded model (a causal LM loaded as such, an encoder-decoder, or other)."""
     if getattr(model.config, "is_encoder_decoder", False):
@@ -282,9 +304,22 @@ def load(name_or_path: str | os.PathLike | None = None, cache_dir=None, dtype=No
         if kind == "encoder-decoder" and type(config) not in AutoModelForSeq2SeqLM._model_mapping:
             auto = AutoModel  # an encoder-decoder without a text-generation head (e.g. speech): its trunk
         model = auto.from_pretrained(folder, dtype=dtype or torch.float32, attn_implementation="sdpa")
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer = _tokenizer(AutoTokenizer, folder, model)
     model.eval()
     return model, tokenizer
+
+
+def _tokenizer(auto, folder, model):
+    """The folder's tokenizer; None for a model that does not read text (its own inputs are
+    given from Python); an InputError for a text model whose folder has no usable tokenizer."""
+    try:
+        return auto.from_pretrained(folder)
+    except (OSError, ValueError, TypeError) as exc:
+        if getattr(model, "main_input_name", "input_ids") != "input_ids":
+            return None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{folder}: no usable tokenizer ({first}); save one beside the model "
+                         "(tokenizer.save_pretrained(folder))") from None
 
 
 def cache_kwarg(model) -> str:

@@ -38,6 +38,10 @@ def encode(model, tokenizer, text: str | list[str], max_tokens: int | None = Non
     """
     from .models import context_length
 
+    reads = getattr(model, "main_input_name", "input_ids")
+    if reads != "input_ids" or tokenizer is None:
+        raise InputError(f"{type(model).__name__} reads {reads}, not text (or has no tokenizer); "
+                         "attach it from Python with its own inputs: with attnlab.attach(model): model(...)")
     texts = [text] if isinstance(text, str) else list(text)
     if not texts or any(not t or not t.strip() for t in texts):
         raise InputError("empty text: give at least one non-blank character")

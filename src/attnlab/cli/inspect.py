@@ -115,7 +115,7 @@ def _check(model, text_file, prompt, max_tokens, map_heads, fmt, probes) -> tupl
     """
     from ..bench.corpora import SHAKESPEARE_HINT, has_shakespeare
     from ..errors import OptionError
-    from ..models import model_kind, shape
+    from ..models import model_kind, require_text, shape
     from ..text import read_text
     from .output import FORMATS, note
 
@@ -136,6 +136,7 @@ def _check(model, text_file, prompt, max_tokens, map_heads, fmt, probes) -> tupl
                  f"install it with: {SHAKESPEARE_HINT}")
             probes = False
     _check_sizes(shape(model), max_tokens, heads)  # also: an unknown or missing model fails here
+    require_text(model, "attnlab inspect")
     short = [h for h in heads if len(h) == 2]
     if short and model_kind(model) == "encoder-decoder":
         raise OptionError(f"--map-heads: an encoder-decoder has several stacks (encoder, decoder, decoder.cross); "
