@@ -148,9 +148,12 @@ def test_peak_rss_after_reset_sees_only_later_work():
     assert measure.reset_peak_rss()
     before = measure.peak_rss_mb()
     assert before < measure.rss_mb() + 50  # the 200 MB peak is forgotten
-    x = torch.ones(25_000_000)  # 100 MB
+    import mmap
+
+    fresh = mmap.mmap(-1, 100 << 20)  # 100 MB of new pages: a freed allocator pool cannot serve them
+    fresh.write(b"\x01" * (100 << 20))  # touched, so resident
     assert measure.peak_rss_mb() - before > 80
-    del x
+    fresh.close()
 
 
 def _raising(call, hooks):

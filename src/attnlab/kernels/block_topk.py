@@ -29,7 +29,7 @@ already cover (Gemma3: 512 <= (16 + 2 - 2) x 64) every visible block is kept, so
 exact `blocks.band` attention (density 1.0). Inputs shorter than `min_len` keys run dense
 (density 1.0); the default 0 never falls back.
 
-Left padding: each row's block grid starts at its first real key (`blocks.aligned`), so a
+Left padding: each row's block grid starts at its first real key (`align.aligned`), so a
 padded row chooses and computes exactly what the same sequence run alone does, and no
 budget goes to blocks the mask hides.
 """
@@ -41,6 +41,7 @@ import torch
 from ..core.call import AttnCall, KernelOutput
 from ..core.hooks import Hooks
 from . import blocks as bk
+from .align import aligned
 from . import per_query as pq
 
 
@@ -102,4 +103,4 @@ def forward(call: AttnCall, hooks: Hooks, topk: int = 16, sink: int = 1, local: 
         chosen = select_per_query(call, g, topk, sink, local, per_head)  # [B, Hs, Q, nk]
         return bk.attend(call, None, block_size, per_query=chosen)
 
-    return bk.aligned(call, block_size, run)
+    return aligned(call, block_size, run)

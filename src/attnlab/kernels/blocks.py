@@ -16,28 +16,12 @@ visible block gives exactly dense attention. Blocks no query of the block can se
 the layer's position rules are dropped before gathering (Gemma3's 512-token sliding
 layers cost O(n * 512), not O(n^2)).
 
-Row alignment (the content-selecting kernels, block_topk and flexprefill, via `aligned`):
-a key block's mean depends on which keys share it, so the grid must sit on the SAME keys
-in a left-padded row as in that sequence run alone. The rule: each row's grid starts at
-its first real key (`first_keys`). Before selecting, a row whose first real key s is not
-a multiple of the block size has its keys, values and mask rotated left by r = s % size
-(its first r keys, padding, move to the end, where the mask and the causal rule hide
-them); for queries that sit on the keys' own positions (prefill: q_offset < r) the queries
-are rotated with them, so query i' stays on key i'. Rows then share one grid with
-q_offset' = max(q_offset - r, 0); rows whose q_offset' differ (decode / extend on a cache:
-the query is the last position, which moves by r) run as separate sub-batches, one per
-distinct r (at most min(B, size) groups; no per-token loop). The output is rotated back;
-padding query rows stay finite and meaningless. The rotated-in padding at a row's end is
-excluded from key means (`Grid.k_end`), and no candidate block is one the mask hides
-entirely from the query (`candidates`, `per_query.query_candidates`), so budget is never
-spent on padding. Sliding-window calls keep the grid on key indices: once a decode step's
-window has passed a row's first real token the mask no longer tells where the row began,
-and a grid that moved with the window would break prefill + decode consistency.
+Row alignment for the content-selecting kernels lives in `align.py`; the dense and band
+paths the sparse kernels fall back to in `band.py`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -46,7 +30,6 @@ import torch.nn.functional as F
 
 from ..core import scores as sc
 from ..core.call import AttnCall, KernelOutput, refuse
-from ..core.hooks import Hooks
 
 CHUNK_BYTES = 1 << 27  # bound on one chunk's mask/score tensor (128 MiB)
 
@@ -93,63 +76,6 @@ def check_supported(call: AttnCall, kernel: str) -> None:
         refuse(call, kernel, "attention-sink logits (s_aux)", "'eager', 'chunked' or 'sdpa'")
     if call.mask is not None and call.mask.shape[1] != 1:
         refuse(call, kernel, "a mask that differs per head")
-
-
-def dense(call: AttnCall, hooks: Hooks) -> KernelOutput:
-    """The dense fallback (documented `min_len` / decode policies): output [B, Q, H, Dv].
-
-    Fused SDPA on the model's own visibility (GQA without copying keys); `chunked` when
-    the call has a softcap or a bias, which SDPA cannot apply.
-    """
-    from . import chunked
-
-    if call.has_score_terms or not call.positional:
-        return chunked.forward(call, hooks)
-    mask, is_causal = call.mask, False
-    if mask is None and call.causal:
-        windowed = call.sliding_window is not None and call.sliding_window < call.k_len
-        if call.q_offset == 0 and not windowed:
-            is_causal = True  # SDPA's causal rule is top-left aligned: right only without a cache
-        else:
-            mask = call.visible()
-    out = F.scaled_dot_product_attention(call.query, call.key, call.value, attn_mask=mask, is_causal=is_causal,
-                                         scale=call.scaling, enable_gqa=call.groups > 1)  # [B, H, Q, Dv]
-    return KernelOutput(output=out.transpose(1, 2).contiguous(), density=1.0)
-
-
-def band(call: AttnCall, chunk: int = 512) -> KernelOutput:
-    """Exact attention of a sliding-window layer, O(n x (chunk + window)): output [B, Q, H, Dv].
-
-    Stock SDPA applies a window as a mask over the full n x n map (Gemma3's 512-token
-    layers at 16k tokens compute 32x more than they need). Here each chunk of `chunk`
-    queries runs one fused SDPA call on just the keys its window reaches, under the
-    model's own visibility (padding mask, causal, window) sliced to that range, so the
-    result equals dense attention. Needs a causal call with a window, no softcap / bias.
-    """
-    if not band_serves(call):
-        raise ValueError(f"layer {call.layer}: band attention needs a causal sliding-window call without softcap or bias")
-    outs = []
-    for q0 in range(0, call.q_len, chunk):
-        q1 = min(call.q_len, q0 + chunk)
-        lo, hi = max(0, call.q_offset + q0 - call.sliding_window + 1), min(call.k_len, call.q_offset + q1)
-        mask = call.visible(q0, q1)[..., lo:hi]
-        outs.append(F.scaled_dot_product_attention(call.query[:, :, q0:q1], call.key[:, :, lo:hi],
-                                                   call.value[:, :, lo:hi], attn_mask=mask, scale=call.scaling,
-                                                   enable_gqa=call.groups > 1))  # [B, H, q, Dv]
-    return KernelOutput(output=torch.cat(outs, dim=2).transpose(1, 2).contiguous(), density=1.0)
-
-
-def band_serves(call: AttnCall) -> bool:
-    """Whether `band` can compute this call: a causal sliding-window prefill/extend call
-    (more than one query) without softcap or bias."""
-    return (call.positional and call.causal and call.sliding_window is not None and not call.has_score_terms
-            and call.q_len > 1)
-
-
-def covers_window(call: AttnCall, keys: int) -> bool:
-    """Whether a budget of `keys` keys per query covers the layer's whole sliding window
-    (then `band` is the exact, cheaper way to compute it)."""
-    return band_serves(call) and call.sliding_window <= keys
 
 
 def reachable(call: AttnCall, g: Grid) -> torch.Tensor:
@@ -453,51 +379,4 @@ def attend(call: AttnCall, blocks: torch.Tensor, size: int, rule: Callable | Non
     return KernelOutput(output=out.contiguous(), density=computed / total if total else 1.0)
 
 
-def _rotation(call: AttnCall, size: int) -> torch.Tensor | None:
-    """Per row, how far `aligned` rotates its keys (first real key % size): long [B], or None
-    when every row's real keys already start on a block boundary (or the call keeps its grid)."""
-    if call.mask is None or not call.positional or call.sliding_window is not None:
-        return None
-    r = first_keys(call) % size
-    return r if bool(r.any()) else None
-
-
-def aligned(call: AttnCall, size: int, run: Callable[[AttnCall, Grid], KernelOutput]) -> KernelOutput:
-    """`run(call, grid)` with every row's block grid starting at its first real key (the
-    module docstring's row alignment rule); output [B, Q, H, Dv] in the call's own order."""
-    r = _rotation(call, size)
-    if r is None:
-        return run(call, grid(call, size))
-    b, q_len, k_len, qo = call.batch, call.q_len, call.k_len, call.q_offset
-    c = (r - qo).clamp(min=0)  # query rotation: queries before position r are padding
-    offsets = (qo - r).clamp(min=0)  # each row's q_offset once rotated
-    kidx = (torch.arange(k_len, device=call.device)[None, :] + r[:, None]) % k_len  # [B, K] source key
-    qidx = (torch.arange(q_len, device=call.device)[None, :] + c[:, None]) % q_len  # [B, Q] source query
-
-    def rows_of(x: torch.Tensor, idx: torch.Tensor, dim: int) -> torch.Tensor:
-        shape = [1] * x.dim()
-        shape[0], shape[dim] = b, idx.shape[1]
-        return x.expand(b, *x.shape[1:]).gather(dim, idx.view(shape).expand(b, *x.shape[1:]))
-
-    query = rows_of(call.query, qidx, 2)
-    key, value = rows_of(call.key, kidx, 2), rows_of(call.value, kidx, 2)
-    mask = rows_of(rows_of(call.mask, qidx, 2), kidx, 3)
-    k_end = k_len - r
-    out = call.query.new_empty(b, q_len, call.num_heads, call.value.shape[-1])
-    computed, total = 0.0, 0.0
-    for off in torch.unique(offsets).tolist():
-        sel = (offsets == off).nonzero().flatten()
-        whole = len(sel) == b
-        pick = (lambda x: x) if whole else (lambda x: x.index_select(0, sel))
-        sub = dataclasses.replace(call, query=pick(query), key=pick(key), value=pick(value), mask=pick(mask),
-                                  q_start=call.k_start + off)
-        result = run(sub, dataclasses.replace(grid(sub, size), k_end=pick(k_end)))
-        pairs = visible_pairs(sub)
-        computed, total = computed + result.density * pairs, total + pairs
-        inv = (torch.arange(q_len, device=call.device)[None, :] - pick(c)[:, None]) % q_len  # [b', Q]
-        o = result.output.gather(1, inv[:, :, None, None].expand(-1, -1, *result.output.shape[2:]))
-        if whole:
-            out = o
-        else:
-            out.index_copy_(0, sel, o)
-    return KernelOutput(output=out.contiguous(), density=computed / total if total else 1.0)
+from .band import band, band_serves, covers_window, dense  # noqa: E402,F401  the fallbacks, kept at bk.*

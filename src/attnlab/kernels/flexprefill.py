@@ -28,7 +28,7 @@ gamma >= 1 keeps everything (dense). per_head=False takes the union over each GQ
 (density 1.0); the default 0 never falls back.
 
 Left padding (estimate="query"): each row's block grid starts at its first real key
-(`blocks.aligned`), so a padded row chooses and computes exactly what the same sequence
+(`align.aligned`), so a padded row chooses and computes exactly what the same sequence
 run alone does. estimate="last_block" keeps the grid on key indices (its estimate needs
 the call's last queries in place; it is leaky and not batch independent anyway).
 """
@@ -42,6 +42,7 @@ from ..core import scores as sc
 from ..core.call import AttnCall, KernelOutput
 from ..core.hooks import Hooks
 from . import blocks as bk
+from .align import aligned
 from . import per_query as pq
 
 
@@ -140,7 +141,7 @@ def forward(call: AttnCall, hooks: Hooks, gamma: float = 0.9, tau: float = 0.1, 
     if call.k_len < min_len or (estimate == "last_block" and call.q_offset > 0):
         return bk.dense(call, hooks)
     if estimate == "query":  # each row's grid on its first real key
-        return bk.aligned(call, block_size, lambda c, g: bk.attend(
+        return aligned(call, block_size, lambda c, g: bk.attend(
             c, None, block_size, per_query=select_per_query(c, g, gamma, per_head)))
     g = bk.grid(call, block_size)
     chosen, _ = select(call, g, gamma, tau, per_head)
