@@ -62,6 +62,15 @@ def visible_at(call: AttnCall, rows: torch.Tensor, q_idx: torch.Tensor, k_idx: t
     return seen.expand(shape)
 
 
+def first_seen_key(call: AttnCall) -> torch.Tensor:
+    """Index of each batch row's first key that some query of the call may see (the first
+    real token after left padding; for cross-attention the first real encoder token): long [B]."""
+    if call.mask is None:
+        return torch.zeros(call.batch, dtype=torch.long, device=call.device)
+    seen = call.mask.any(dim=2).any(dim=1)  # [B|1, K]
+    return seen.to(torch.int8).argmax(-1).expand(call.batch)
+
+
 def key_range(call: AttnCall, q0: int, q1: int) -> tuple[int, int]:
     """The smallest key range [lo, hi) holding every key a query of [q0, q1) may see.
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..core.scores import key_range, lse_from_top
+from ..core.scores import first_seen_key, key_range, lse_from_top
 
 SCALARS = ("entropy", "entropy_norm", "sink_mass", "prev_token", "self_mass", "mean_distance", "local_mass")
 
@@ -159,7 +159,7 @@ class HeadStats:
             i = torch.arange(n, device=dev)[None, :].expand(b, n) + call.q_offset
             diag = torch.stack([start[:, None].expand(b, n), i - 1, i], dim=-1)
         else:  # cross-attention: the first real key; no previous / own key
-            first = _first_keys(call, b)
+            first = first_seen_key(call)
             diag = torch.stack([first[:, None].expand(b, n), torch.full((b, n), -1, device=dev),
                                 torch.full((b, n), -1, device=dev)], dim=-1)
         n_vis = None if call.mask is None else torch.zeros(b, h, n, device=dev)
@@ -285,14 +285,6 @@ def _entropy(pk, scores, lse, dot=None) -> torch.Tensor:
     if lse is None:
         lse = lse_from_top(scores, pk)
     return lse - torch.einsum("bhqk,bhqk->bhq", pk, scores)  # 2x faster than vecdot on CPU
-
-
-def _first_keys(call, b: int) -> torch.Tensor:
-    """Index of each row's first key that some query sees (the first real encoder token): long [B]."""
-    if call.mask is None:
-        return torch.zeros(b, dtype=torch.long, device=call.device)
-    seen = call.mask.any(dim=2).any(dim=1).expand(b, -1)  # [B, K]
-    return seen.to(torch.int8).argmax(-1)
 
 
 def _support(call, rq: torch.Tensor, q0: int, lo: int, kk: int) -> torch.Tensor:

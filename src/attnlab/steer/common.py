@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from ..core.call import AttnCall
+from ..core.scores import first_seen_key
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ def on_heads(call: AttnCall, q_start: int, probs: torch.Tensor, heads, rule) -> 
     if visible.shape[1] != 1:
         visible = visible.index_select(1, idx.to(visible.device))
     k_pos = call.k_positions() if call.positional else None
-    block = Block(call.q_positions(q_start, q_start + q), sequence_start(call), k_pos, call.site)
+    block = Block(call.q_positions(q_start, q_start + q), first_seen_key(call), k_pos, call.site)
     every = len(idx) == call.num_heads
     old = probs if every else probs.index_select(1, idx.to(probs.device))  # [B, h, q, K]
     new = rule(old, visible, block)
@@ -53,19 +54,6 @@ def on_heads(call: AttnCall, q_start: int, probs: torch.Tensor, heads, rule) -> 
         return probs.index_copy(1, idx.to(probs.device), new)
     probs[:, idx.to(probs.device)] = new  # in place: the kernel made this tensor for this call only
     return probs
-
-
-def sequence_start(call: AttnCall) -> torch.Tensor:
-    """Position of each batch row's first real (non-padding) key: LongTensor [B].
-
-    A key is real if any query of the call may see it; left padding moves the start.
-    """
-    device = call.query.device
-    if call.mask is None:
-        return torch.zeros(call.batch, dtype=torch.long, device=device)
-    real = call.mask.any(dim=2).any(dim=1)  # [B|1, K]
-    start = real.int().argmax(dim=-1)  # [B|1]
-    return start.expand(call.batch)
 
 
 def renormalise(probs: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
