@@ -50,3 +50,18 @@ def layers_of(result: dict) -> dict:
     stacks = {site.name for site in result}
     assert len(stacks) <= 1, stacks
     return {site.layer: value for site, value in result.items()}
+
+
+def save_tiny_llama(folder):
+    """A tiny random Llama with the real SmolLM2 tokenizer, saved as a model folder at `folder`."""
+    from transformers import AutoTokenizer
+
+    import tiny
+    from attnlab.models import resolve
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve("smollm2-135m"))
+    model = tiny.llama(vocab_size=len(tokenizer), max_position_embeddings=512)
+    model.config.architectures = ["LlamaForCausalLM"]
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -70,17 +70,9 @@ def test_parity_gate_passes_exact_kernels_and_catches_a_wrong_one(monkeypatch):
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
     """A tiny random Llama with the real SmolLM2 tokenizer, saved as a model folder."""
-    from transformers import AutoTokenizer
+    from helpers import save_tiny_llama
 
-    from attnlab.models import resolve
-
-    folder = tmp_path_factory.mktemp("tinyllama")
-    tokenizer = AutoTokenizer.from_pretrained(resolve("smollm2-135m"))
-    model = tiny.llama(vocab_size=len(tokenizer), max_position_embeddings=512)
-    model.config.architectures = ["LlamaForCausalLM"]
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_llama(tmp_path_factory.mktemp("tinyllama"))
 
 
 def test_bench_cli_end_to_end_writes_all_outputs(tiny_folder, tmp_path):

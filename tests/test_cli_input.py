@@ -8,7 +8,6 @@ import warnings
 import pytest
 from typer.testing import CliRunner
 
-import tiny
 from attnlab.cli import build_app
 
 runner = CliRunner()
@@ -33,17 +32,9 @@ def _clean_error(result, *words):
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """A tiny random Llama with the real SmolLM2 tokenizer, saved in a folder whose name holds markup."""
-    from transformers import AutoTokenizer
+    from helpers import save_tiny_llama
 
-    from attnlab.models import resolve
-
-    path = tmp_path_factory.mktemp("models") / f"tiny{NAME}"
-    tokenizer = AutoTokenizer.from_pretrained(resolve("smollm2-135m"))
-    model = tiny.llama(vocab_size=len(tokenizer), max_position_embeddings=512)
-    model.config.architectures = ["LlamaForCausalLM"]
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_llama(tmp_path_factory.mktemp("models") / f"tiny{NAME}")
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,13 @@ from attnlab.kernels import block_topk, eager
 from test_kernels_chunked import _call
 
 
+def _kept(scores, j: int, topk: int, sink: int, local: int) -> set[int]:
+    """Key blocks 0..j one selection head keeps: the sink and local blocks, then the topk best."""
+    forced = set(range(min(sink, j + 1))) | set(range(max(0, j - local + 1), j + 1))
+    rest = sorted((i for i in range(j + 1) if i not in forced), key=lambda i: -float(scores[i]))
+    return forced | set(rest[:topk])
+
+
 def _naive_query_blocks(call, size, topk, sink, local, per_head):
     """Loop-by-loop per-query selection (pool="query"), causal prefill without padding:
     bool [B, Hs, Q, nk]. Query p scores block i < p // size by q_p . mean key of the block,
@@ -29,9 +36,7 @@ def _naive_query_blocks(call, size, topk, sink, local, per_head):
             if not per_head:
                 scores = scores.softmax(-1).view(call.num_kv_heads, call.groups, -1).mean(1)
             for s in range(hs):
-                forced = set(range(min(sink, j + 1))) | set(range(max(0, j - local + 1), j + 1))
-                rest = sorted((i for i in range(j + 1) if i not in forced), key=lambda i: -float(scores[s, i]))
-                for i in forced | set(rest[:topk]):
+                for i in _kept(scores[s], j, topk, sink, local):
                     chosen[bi, s, p, i] = True
     return chosen
 
@@ -52,9 +57,7 @@ def _naive_blocks(call, size, topk, sink, local, per_head):
             if not per_head:
                 scores = scores.softmax(-1).view(call.num_kv_heads, groups, -1).mean(1)
             for s in range(hs):
-                forced = set(range(min(sink, j + 1))) | set(range(max(0, j - local + 1), j + 1))
-                rest = sorted((i for i in range(j + 1) if i not in forced), key=lambda i: -float(scores[s, i]))
-                for i in forced | set(rest[:topk]):
+                for i in _kept(scores[s], j, topk, sink, local):
                     chosen[bi, s, j, i] = True
     return chosen
 

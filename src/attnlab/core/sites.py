@@ -84,21 +84,23 @@ class Seen:
     encoder_states: bool = False  # it was given encoder states (cross-attention)
 
 
-def find_cache(args, kwargs):
-    """The transformers Cache among a module call's arguments, or None."""
-    from transformers.cache_utils import Cache
-
-    for value in list(kwargs.values()) + list(args):
-        if isinstance(value, Cache):
+def find_cache(args, kwargs, cache_type):
+    """The transformers Cache (`cache_type`) among a module call's arguments, or None."""
+    for value in kwargs.values():
+        if isinstance(value, cache_type):
+            return value
+    for value in args:
+        if isinstance(value, cache_type):
             return value
     return None
 
 
 def make_pre_hook(seen: dict, module_layer: int | None):
     """A forward pre-hook recording `Seen` for its module in `seen` (keyed by module id)."""
+    from transformers.cache_utils import Cache  # once per attach, not once per call
 
     def hook(module, args, kwargs):
-        cache = find_cache(args, kwargs)
+        cache = find_cache(args, kwargs, Cache)
         past = None
         if cache is not None:
             idx = module_layer if module_layer is not None else 0
