@@ -1,23 +1,19 @@
-"""The architecture matrix: results/arch_matrix.json -> a Markdown table in README.md.
+"""The architecture matrix: results/arch_matrix.json -> docs/generated/arch_matrix.md.
 
 The JSON is written by the test suite (tests/test_arch_matrix.py, when every cell ran);
-this script only renders it, between the markers
-`<!-- arch-matrix:start -->` and `<!-- arch-matrix:end -->` of README.md.
-Run: python3 -m pytest tests/test_arch_matrix.py && python3 benchmarks/arch_matrix.py
-     (--check: exit 1 if README.md is not up to date, write nothing)
+this module only renders it (`table`); `benchmarks/docs_tables.py` writes it with the
+other generated tables, which docs/models.md includes.
+Run: python3 -m pytest tests/test_arch_matrix.py && python3 benchmarks/docs_tables.py
+     (--check: exit 1 if a generated table is not up to date, write nothing)
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "arch_matrix.json"
-README = ROOT / "README.md"
-START, END = "<!-- arch-matrix:start -->", "<!-- arch-matrix:end -->"
 KERNELS = ("sdpa", "eager", "chunked", "stats", "streaming", "block_topk", "flexprefill", "window")
 # feature column -> the JSON cells it combines (one per kernel the feature ran under)
 KINDS = ("decoder", "encoder", "vision", "encoder-decoder", "audio")  # row order, then by name
@@ -72,44 +68,10 @@ def table(data: dict) -> str:
         "positions (1e-5 sdpa, 1e-4 others, sparse kernels at a full budget); greedy `generate()` on a KV cache "
         "gives its tokens (sdpa, eager, chunked, stats); `HeadStats` (stats, eager) equals a reference from its "
         f"attention maps within 1e-4. refused: `RefusedCall` before computing ({refused}).", "",
-        f"Generated ({versions}) by `python3 -m pytest tests/test_arch_matrix.py && python3 benchmarks/arch_matrix.py`"
+        f"Generated ({versions}) by `python3 -m pytest tests/test_arch_matrix.py && python3 benchmarks/docs_tables.py`"
         " (the tests write `benchmarks/results/arch_matrix.json`, the script renders it here).",
     ])
 
 
 def _kind_rank(kind: str) -> int:
     return KINDS.index(kind) if kind in KINDS else len(KINDS)
-
-
-def update(text: str, block: str) -> str:
-    """README text with the block between the markers replaced."""
-    if START not in text or END not in text:
-        raise SystemExit(f"{README.name}: markers {START} / {END} not found")
-    before, rest = text.split(START, 1)
-    _, after = rest.split(END, 1)
-    return f"{before}{START}\n{block}\n{END}{after}"
-
-
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="exit 1 if README.md is not up to date; write nothing")
-    args = ap.parse_args()
-    data = json.loads(RESULTS.read_text())
-    block = table(data)
-    old = README.read_text()
-    new = update(old, block)
-    if args.check:
-        if new != old:
-            print(f"{README.name} is not up to date with {RESULTS.name}; run python3 benchmarks/arch_matrix.py")
-            return 1
-    elif new != old:
-        README.write_text(new)
-    print(summary(data["archs"], data["unsupported"])[0])
-    failing = [n for n, row in data["archs"].items() if "FAIL" in row_cells(row["cells"])]
-    if failing:
-        print(f"failing: {', '.join(sorted(failing))}")
-    return 1 if failing else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
