@@ -13,6 +13,7 @@ from typing import Callable
 
 from . import block_topk, chunked, eager, flexprefill, sdpa, streaming, window
 from . import stats as stats_kernel
+from ..distributed import ring as ring_kernels
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ KERNELS: dict[str, Kernel] = {
     "flexprefill": Kernel(flexprefill.forward, False, "FlexPrefill: per head query-aware or vertical-slash blocks reaching mass gamma"),
     "window": Kernel(window.forward, False, "neighborhood / strided / blocked windows (Generalized Neighborhood Attention)"),
     "stats": Kernel(stats_kernel.forward, True, "eager on each query block's visible keys; streams them to on_block observers"),
+    "ring": Kernel(ring_kernels.ring_kernel, False, "sequence-parallel exact attention over torch.distributed, contiguous shards"),
+    "striped": Kernel(ring_kernels.striped_kernel, False, "ring attention on striped / zigzag shards (causal load balance)"),
 }
 
 
