@@ -1,4 +1,4 @@
-"""Report size and generation time on SmolLM2 at 1024 and 8192 tokens of Hamlet (README figures).
+"""Report size and generation time on SmolLM2 at 1024 and 8192 tokens of Hamlet (docs figures).
 
 Heavy (the 8192-token inspect pass): run under the shared lock,
     flock /tmp/attnlab-heavy.lock python benchmarks/report_figures.py [--out DIR] [--lengths 1024 8192]

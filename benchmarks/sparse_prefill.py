@@ -1,4 +1,4 @@
-"""The README's sparse-prefill figures: one benchmark run per model, printed as markdown.
+"""The docs' sparse-prefill figures: one benchmark run per model, printed as markdown.
 
     flock /tmp/attnlab-heavy.lock python benchmarks/sparse_prefill.py --preset smollm2 --out bench-smollm2
     flock /tmp/attnlab-heavy.lock python benchmarks/sparse_prefill.py --preset gemma3 --out bench-gemma3

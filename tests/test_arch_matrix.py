@@ -15,7 +15,7 @@ listed here as unsupported.
 Each test records its outcome ("exact", "refused", "n/a"; "FAIL" until it passes). When every
 cell of the matrix has run, the module writes benchmarks/results/arch_matrix.json (outcomes
 only, sorted keys: the same bytes on every passing run); `benchmarks/arch_matrix.py` turns it
-into README.md's table.
+into the docs' table (benchmarks/docs_tables.py).
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ class Matrix:
         rows = {name: {"kind": arch.kind, "notes": arch.notes,
                        "cells": {c: self.cells[(name, c)] for c in COLUMNS}} for name, arch in archs.ARCHS.items()}
         return {
-            "about": "written by tests/test_arch_matrix.py; README table by benchmarks/arch_matrix.py",
+            "about": "written by tests/test_arch_matrix.py; docs table by benchmarks/docs_tables.py",
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
             "tolerances": {"sdpa": TOL["sdpa"], "eager_chunked_stats": TOL["eager"], "sparse": SPARSE_TOL,
                            "head_stats": STATS_TOL},

@@ -6,7 +6,7 @@ BIG-bench formats them: task_prefix + example_input_prefix ("\\nQ: ") + input
 ("\\nA: "), trailing whitespace stripped; each choice is scored as " " + choice.
 
 TASKS lists the tasks attnlab ships (chosen because SmolLM2-135M is measurably above
-chance on them, see the README); any BIG-bench json task name or a task.json path works.
+chance on them, see docs/steer.md); any BIG-bench json task name or a task.json path works.
 """
 
 from __future__ import annotations
