@@ -57,10 +57,11 @@ class Exchange:
         import torch.distributed as dist
 
         self.ring, self.peer = ring, (ring.rank - 1) % ring.world
-        self.received = [torch.empty_like(t) for t in tensors]
+        tensors = [t.contiguous() for t in tensors]
+        self.received = [torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in tensors]
         nxt = (ring.rank + 1) % ring.world
         try:
-            self.works = [dist.isend(t.contiguous(), nxt, tag=tag) for t in tensors]
+            self.works = [dist.isend(t, nxt, tag=tag) for t in tensors]
             self.works += [dist.irecv(r, self.peer, tag=tag) for r in self.received]
         except RuntimeError as exc:
             raise self._error(exc) from exc
@@ -115,8 +116,8 @@ def tensor_hash(*tensors) -> str:
 
     h = hashlib.sha256()
     for t in tensors:
-        t = t.detach().cpu().contiguous()
-        h.update(f"{tuple(t.shape)}{t.dtype}".encode())
+        t = t.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{t.numel()}{t.dtype}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
