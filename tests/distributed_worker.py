@@ -144,7 +144,8 @@ def check_models(rank, world, layouts=LAYOUTS):
     return {f"{a}/{layout}": model_case(rank, world, a, layout) for a in ARCH_NAMES for layout in layouts}
 
 
-def check_generate(rank, world, new=6):
+def check_generate(rank, world, layouts=("ring", "striped"), new=6):
+    """Greedy tokens of the sharded cache vs transformers' generate; the prefill cache is local."""
     import attnlab.distributed as ad
     from archs import ARCHS
 
@@ -154,10 +155,62 @@ def check_generate(rank, world, new=6):
         model = arch.build()
         enc = arch.inputs()
         ref = model.generate(**enc, max_new_tokens=new, do_sample=False)
-        for layout in ("ring", "striped"):
+        with ad.session(model, enc["input_ids"], "striped", attention_mask=enc["attention_mask"]) as shard:
+            cache = model(**shard.inputs, use_cache=True).past_key_values
+        res[f"{name}/cache"] = {"local": shard.positions.numel(), "full": enc["input_ids"].shape[1],
+                                "cached": [layer.keys.shape[2] for layer in cache.layers]}
+        for layout in layouts:
             got = ad.generate(model, enc["input_ids"], max_new_tokens=new, layout=layout,
                               attention_mask=enc["attention_mask"], timeout=60)
             res[f"{name}/{layout}"] = {"ref": ref.tolist(), "got": got.tolist()}
+    return res
+
+
+# ------------------------------------------------------------------ statistics
+
+def _stats_diff(ref: dict, got: dict) -> dict:
+    """max |diff| per statistic over every site of two HeadStats.result() dicts."""
+    assert set(ref) == set(got), (sorted(ref), sorted(got))
+    worst: dict = {}
+    for site in ref:
+        for stat, value in ref[site].items():
+            worst[stat] = max(worst.get(stat, 0.0), _maxdiff(value, got[site][stat]))
+    return worst
+
+
+def check_stats(rank, world, layouts=("striped", "ring")):
+    """Sharded HeadStats sums vs the single-process observer; head_stats' DataFrame vs attnlab.head_stats."""
+    from transformers import AutoTokenizer
+
+    import attnlab
+    import tiny
+    from archs import ARCHS
+    from attnlab.distributed.stats import head_stats, run_stats
+    from attnlab.models import resolve
+    from attnlab.observe.heads import run_stats as single_stats
+
+    res = {}
+    for name in ("llama", "gemma3", "bert"):
+        model, enc = ARCHS[name].build(), ARCHS[name].inputs()
+        ref = single_stats(model, enc, local_window=4).result()
+        for layout in layouts:
+            got = run_stats(model, enc, layout, block_size=4, key_block=8, local_window=4, timeout=60).result()
+            res[f"{name}/{layout}"] = _stats_diff(ref, got)
+    tok = AutoTokenizer.from_pretrained(resolve("smollm2-135m"))
+    model = tiny.llama(vocab_size=len(tok), max_position_embeddings=512)
+    text = ["To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer "
+            "the slings and arrows of outrageous fortune", "Or to take arms against a sea of troubles"]
+    ref_df = attnlab.head_stats(model, tok, text, min_support=2)
+    df = head_stats(model, tok, text, "striped", block_size=8, key_block=8, timeout=60, min_support=2)
+    if rank == 0:
+        from attnlab.observe.stats import SCALARS
+
+        res["frame"] = {"scalars": float((df[list(SCALARS)] - ref_df[list(SCALARS)]).abs().max().max()),
+                        "rows": [len(df), len(ref_df)],
+                        "top_same": df["top_received"].tolist() == ref_df["top_received"].tolist(),
+                        "sinks_same": df.attrs["sinks"] == ref_df.attrs["sinks"]}
+    else:
+        res["frame"] = {"none": df is None}
     return res
 
 
@@ -207,7 +260,7 @@ def check_dead_rank(rank, world):
     return {"error": err, "seconds": time.perf_counter() - t0}
 
 
-CHECKS = {"kernels": check_kernels, "models": check_models, "generate": check_generate,
+CHECKS = {"kernels": check_kernels, "models": check_models, "generate": check_generate, "stats": check_stats,
           "errors": check_errors, "dead_rank": check_dead_rank}
 
 
@@ -218,9 +271,10 @@ def main(out_dir: str, names: list[str]) -> None:
     rank, world = ensure_group(timeout=60)
     results = {}
     path = os.path.join(out_dir, f"rank{rank}.json")
-    for name in names:
+    for spec in names:
+        name, _, args = spec.partition(":")
         try:
-            results[name] = CHECKS[name](rank, world)
+            results[name] = CHECKS[name](rank, world, *([tuple(args.split(","))] if args else []))
         except Exception:
             results[name] = {"crashed": traceback.format_exc()}
         with open(path, "w") as f:  # written after every check: a dead rank leaves what it had

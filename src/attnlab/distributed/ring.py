@@ -38,6 +38,8 @@ class RingContext:
     owned      bool [S]: whether this rank answers for that slot (each token counted once)
     query_index long [q]: global indices of the queries of a decode call
     mode       "prefill" (the ring) or "decode" (local cache + merge)
+    observe    optional callback(call, ring, query, key, lse, sizes) run after each prefill
+               call with the final lse (`distributed.stats` streams statistics so)
     bytes_sent, compute_seconds, tally: what this rank sent and computed (measurements)
     """
 
@@ -51,6 +53,7 @@ class RingContext:
     slots: torch.Tensor | None = None
     owned: torch.Tensor | None = None
     query_index: torch.Tensor | None = None
+    observe: object = None  # callback(call, ring, query, key, lse, sizes) after each prefill call
     bytes_sent: int = 0
     compute_seconds: float = 0.0
     tally: dict = field(default_factory=dict)
@@ -85,6 +88,8 @@ def ring_forward(call: AttnCall, ring: RingContext, query, key, value, sizes):
             out, lse = sc.merge(out, lse, o, l)
         if pending is not None:
             kv = pending.wait()
+    if ring.observe is not None:
+        ring.observe(call, ring, query, key, lse, sizes)
     return out, lse
 
 
