@@ -144,6 +144,8 @@ def logits(call: AttnCall, q0: int = 0, q1: int | None = None, k0: int = 0, k1: 
 
 def _mask(call: AttnCall, scores: torch.Tensor, q0: int, q1: int, k0: int, k1: int, in_place: bool) -> torch.Tensor:
     """Set the logits of keys the queries may not see to the dtype's minimum."""
+    if call.mask is None and (not call.positional or (not call.causal and call.sliding_window is None)):
+        return scores  # every key is visible: nothing to mask
     low = torch.finfo(scores.dtype).min
     causal_only = (call.mask is None and call.positional and call.causal and call.sliding_window is None)
     if in_place and causal_only:

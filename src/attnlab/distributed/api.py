@@ -147,13 +147,15 @@ def gather_rows(x: torch.Tensor, held: torch.Tensor, keep: torch.Tensor, ctx: Ri
 
 def forward(model, input_ids, layout: str = "striped", attention_mask=None, position_ids=None,
             positions=None, pad: bool = True, block_size: int = 512, key_block: int = 1024,
-            timeout: float = DEFAULT_TIMEOUT):
+            timeout: float = DEFAULT_TIMEOUT, report: dict | None = None):
     """Run `model` on `input_ids` [B, T] sharded over all ranks; call it on every rank.
 
     Returns on rank 0 the full logits [B, T, V] (a model without an LM head: its
     last_hidden_state [B, T, D]); None on the other ranks. positions: optional global
     positions (long [k]) whose rows alone are returned (the LM head runs only on them,
-    via `logits_to_keep`): full logits of a long input are B*T*V floats.
+    via `logits_to_keep`): full logits of a long input are B*T*V floats. report: optional
+    dict this rank fills with its measurements (bytes_sent by the attention ring,
+    attention compute_seconds, visible query-key pairs computed, local tokens).
     """
     n = input_ids.shape[1]
     keep = torch.arange(n) if positions is None else torch.as_tensor(positions, dtype=torch.long).unique()
@@ -173,7 +175,11 @@ def forward(model, input_ids, layout: str = "striped", attention_mask=None, posi
         rows = out.logits if hasattr(out, "logits") and out.logits is not None else out.last_hidden_state
         if not lm:
             rows = rows[:, held.to(rows.device)]
-        return gather_rows(rows, shard.positions[held], keep, shard.context)
+        ctx = shard.context
+        if report is not None:
+            report.update(bytes_sent=ctx.bytes_sent, compute_seconds=ctx.compute_seconds,
+                          pairs=ctx.tally.get("pairs", 0), tokens=shard.positions.numel(), padded=shard.padded)
+        return gather_rows(rows, shard.positions[held], keep, ctx)
 
 
 def _greedy(logits: torch.Tensor, done: torch.Tensor, pad_id: int) -> torch.Tensor:

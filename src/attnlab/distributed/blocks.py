@@ -67,14 +67,16 @@ def local_view(call: AttnCall):
 
 
 def chunks(n_q: int, n_k: int, block_size: int, key_block: int, vis_of):
-    """Yield (q0, q1, k0, k1, visibility [B|1, 1|H, q|1, k]) for every chunk pair some query may see."""
+    """Yield (q0, q1, k0, k1, visibility [B|1, 1|H, q|1, k]) for every chunk pair some query may see;
+    visibility None when every query sees every key of the pair (no mask to apply)."""
     for q0 in range(0, n_q, block_size):
         q1 = min(n_q, q0 + block_size)
         for k0 in range(0, n_k, key_block):
             k1 = min(n_k, k0 + key_block)
             vis = vis_of(q0, q1, k0, k1)
-            if vis is not None and bool(vis.any()):
-                yield q0, q1, k0, k1, vis
+            if vis is None or not bool(vis.any()):
+                continue
+            yield q0, q1, k0, k1, (None if bool(vis.all()) else vis)
 
 
 def sub_call(call: AttnCall, query, key, vis, q0: int, q1: int, k0: int, k1: int) -> AttnCall:
@@ -82,7 +84,8 @@ def sub_call(call: AttnCall, query, key, vis, q0: int, q1: int, k0: int, k1: int
     def cut(term):
         return None if term is None else term[:, :, q0:q1, k0:k1]
     return dataclasses.replace(call, query=query, key=key, value=key, mask=vis, bias=cut(call.bias),
-                               position_bias=cut(call.position_bias), q_start=0, k_start=0, sliding_window=None)
+                               position_bias=cut(call.position_bias), q_start=0, k_start=0, sliding_window=None,
+                               causal=call.causal and vis is not None)
 
 
 def attend(call: AttnCall, query, key, value, vis_of, sizes: tuple[int, int], tally=None):
@@ -98,14 +101,18 @@ def attend(call: AttnCall, query, key, value, vis_of, sizes: tuple[int, int], ta
     lse = torch.full((b, h, n_q), -torch.inf, device=query.device)
     for q0, q1, k0, k1, vis in chunks(n_q, key.shape[2], *sizes, vis_of):
         s = sc.logits(sub_call(call, query[:, :, q0:q1], key[:, :, k0:k1], vis, q0, q1, k0, k1))  # [B, H, q, k]
-        row = vis.any(-1)  # [B|1, 1|H, q|1] rows with a visible key
-        part_lse = torch.logsumexp(s, -1).masked_fill(~row, -torch.inf)  # [B, H, q]
-        p = torch.softmax(s, -1) * row[..., None]  # [B, H, q, k]
+        p = torch.softmax(s, -1)  # [B, H, q, k]
+        part_lse = sc.lse_from_top(s, p)  # [B, H, q]
+        if vis is not None:
+            row = vis.any(-1)  # [B|1, 1|H, q|1] rows with a visible key
+            part_lse = part_lse.masked_fill(~row, -torch.inf)
+            p = p * row[..., None]
         pv = torch.matmul(p.view(b, h_kv, g * (q1 - q0), k1 - k0), value[:, :, k0:k1].float())
         o, l = sc.merge(out[:, :, q0:q1], lse[:, :, q0:q1], pv.view(b, h, q1 - q0, -1), part_lse)
         out[:, :, q0:q1], lse[:, :, q0:q1] = o, l
         if tally is not None:
-            tally["pairs"] = tally.get("pairs", 0) + int(vis[:, 0].expand(b, q1 - q0, k1 - k0).sum())
+            seen = b * (q1 - q0) * (k1 - k0) if vis is None else int(vis[:, 0].expand(b, q1 - q0, k1 - k0).sum())
+            tally["pairs"] = tally.get("pairs", 0) + seen
     return out, lse
 
 

@@ -73,7 +73,7 @@ class ShardSums:
         rows[3] += own.sum(-1).double()
         rows[4] += (p * (delta if call.causal else delta.abs())).sum(-1).double()
         rows[5] += (p * (delta.abs() < self.window).float()).sum(-1).double()
-        seen = vis[:, 0].expand(b, q, k).float()  # [B, q, k]
+        seen = torch.ones(b, q, k, device=p.device) if vis is None else vis[:, 0].expand(b, q, k).float()  # [B, q, k]
         rows[6] += seen.sum(-1)[:, None].double()
         others = (delta != 0).float()  # the statistics of key j leave out query j itself
         sums["received"][:, :, kj] += torch.einsum("bhqk,bq->bhk", p * others, rq).double()
