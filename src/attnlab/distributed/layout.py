@@ -49,7 +49,7 @@ def shard_index(length: int, layout: str, world: int) -> torch.Tensor:
     if length % m:
         raise ValueError(f"layout {layout!r} on {world} ranks needs a length divisible by {m}, got {length}")
     pos = torch.arange(length)
-    if layout == "ring":
+    if layout == "ring" or world == 1:
         return pos.view(world, -1)  # [N, n]
     if layout == "striped":
         return pos.view(-1, world).t().contiguous()  # [N, n]: rank r holds r, r+N, ...
