@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
 from pathlib import Path
 from typing import Optional
@@ -90,21 +92,33 @@ def register(app: typer.Typer) -> None:
         command = "attnlab inspect " + " ".join(shlex.quote(a) for a in _argv(
             model=model, text=text_file, prompt=prompt, max_tokens=max_tokens, out=out, no_probes=no_probes,
             png=png, map_heads=map_heads))
-        bar, update = _progress_bar()
+        from ..distributed.inspect import launched
+
+        rank0 = not launched() or os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 prints
+        bar, update = _progress_bar() if rank0 else (contextlib.nullcontext(), None)
 
         def run():
+            from ..distributed.inspect import inspect_model as sharded_inspect
             from ..report.write import report_for_inspect
 
             with bar:
-                data = inspect_model(model, out, text=text, max_tokens=max_tokens, probes=probes,
-                                     command=command.strip(), progress=update)
+                if not launched():
+                    data = inspect_model(model, out, text=text, max_tokens=max_tokens, probes=probes,
+                                         command=command.strip(), progress=update)
+                else:
+                    data = sharded_inspect(model, out, text=text, max_tokens=max_tokens, probes=probes,
+                                           command=command.strip(), progress=update)
+                    if data is None:
+                        return None
             for message in data.get("notes", []):
                 note(message)
             data["report"] = report_for_inspect(model, out, text, max_tokens, png=png, map_heads=map_heads)
             data["files"] += [data["report"]["report"], *data["report"]["pngs"]]
             return data
 
-        emit(guarded(run), fmt, _summary_table)
+        data = guarded(run)
+        if data is not None:
+            emit(data, fmt, _summary_table)
 
 
 def _check(model, text_file, prompt, max_tokens, map_heads, fmt, probes) -> tuple[str | None, bool]:

@@ -42,10 +42,12 @@ def layout_summary(model) -> dict:
 
 
 def inspect_model(model_name: str | None, out_dir, text: str | None = None, max_tokens: int | None = None,
-                  probes: bool = True, command: str = "attnlab inspect", progress=None) -> dict:
+                  probes: bool = True, command: str = "attnlab inspect", progress=None, head_stats=None) -> dict:
     """Load `model_name`, compute head_kinds() on `text`, write out_dir/heads.csv + heads.json.
 
-    Nothing is written unless everything was computed (files are renamed into place).
+    head_stats: optional function(model, tokenizer, text, max_tokens=, truncate=) giving the
+    statistics DataFrame instead of `observe.heads.head_stats` (`attnlab.distributed`'s
+    sharded one under torchrun). Nothing is written unless everything was computed (files are renamed into place).
     Returns a summary: files, n_tokens, kinds counts, strongest sinks, layout, seconds.
     """
     from ..models import load
@@ -55,7 +57,8 @@ def inspect_model(model_name: str | None, out_dir, text: str | None = None, max_
     start = time.perf_counter()
     model, tokenizer = load(model_name)
     text, truncate = resolve_text(model, tokenizer, text, max_tokens)
-    df = head_kinds(model, tokenizer, text, probes=probes, progress=progress,
+    stats = None if head_stats is None else head_stats(model, tokenizer, text, max_tokens=max_tokens, truncate=truncate)
+    df = head_kinds(model, tokenizer, text, stats=stats, probes=probes, progress=progress,
                     max_tokens=max_tokens, truncate=truncate)
     name = model_name or "smollm2-135m"
     params = {"probes": probes, "needle_cases": df.attrs.get("needle_cases", []),
