@@ -38,6 +38,8 @@ def ensure_group(timeout: float = DEFAULT_TIMEOUT, backend: str | None = None):
                 f"no process group and no torchrun environment (missing {', '.join(missing)}); run under "
                 "`torchrun --nproc-per-node N ...` or call torch.distributed.init_process_group first")
         backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+        if backend == "nccl":  # one GPU per local rank; the model must be moved there by the caller
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
     return dist.get_rank(), dist.get_world_size()
 
