@@ -33,6 +33,12 @@ class Session:
     seen: dict = field(default_factory=dict)  # id(module) -> sites.Seen of its current call
     _sites: dict = field(default_factory=dict)
     _self_start: dict = field(default_factory=dict)  # (stack, layer) -> q_start of its self-attention
+    kv: object = None  # attnlab.kv.state.KVState of attach(kv=...), or None
+
+    @property
+    def kv_bytes(self) -> dict | None:
+        """KV-cache bytes held per layer / head (`attnlab.kv.state.KVState.bytes`), or None without kv."""
+        return None if self.kv is None else self.kv.bytes()
 
     def site_of(self, module: torch.nn.Module, q_len: int = 0, k_len: int = 0) -> Site:
         """The module's (stack, role, layer), from its place in the model (`core.sites`)."""
@@ -68,8 +74,13 @@ class Session:
     def run(self, call: AttnCall):
         self.calls += 1
         self.calls_by_phase[call.phase] = self.calls_by_phase.get(call.phase, 0) + 1
+        served = None
+        if self.kv is not None:
+            call, served = self.kv.before(call, self)
         self.hooks.on_call(call)
-        result = self.kernel.forward(call, self.hooks, **self.params)
+        result = served if served is not None else self.kernel.forward(call, self.hooks, **self.params)
+        if self.kv is not None:
+            self.kv.after(call)
         if result.density != 1.0 or self.kernel_name not in ("eager", "sdpa"):
             self.densities.append((call.site, call.phase, result.density))
         output = self.hooks.output(call, result.output)
@@ -131,16 +142,21 @@ def _kernels() -> dict:
 
 
 @contextmanager
-def attach(model, kernel: str = "sdpa", modify=(), observe=(), **kernel_params):
+def attach(model, kernel: str = "sdpa", modify=(), observe=(), kv=None, **kernel_params):
     """Route every attention call of `model` through attnlab inside a `with` block.
 
     kernel: a name from `attnlab.kernels.KERNELS`; kernel_params are its parameters.
     modify / observe: modifiers and observers (see `attnlab.core.hooks`), applied in order.
+    kv: a KV-cache policy spec ("snapkv:ratio=0.5", see `attnlab.kv`), or None.
     Yields the Session (call counts, densities). On exit, even after an exception, the
     model gets back exactly the attention implementation(s) it had. Attaching a model
     that is already attached raises RuntimeError.
     """
     session = _make_session(kernel, kernel_params, modify, observe)
+    if kv is not None:
+        from ..kv import make_state
+
+        session.kv = make_state(kv)
     check_supported(model)
     modules = list(model.modules())
     if any(dispatch.session_of(m) is not None for m in modules):
@@ -157,6 +173,8 @@ def attach(model, kernel: str = "sdpa", modify=(), observe=(), **kernel_params):
             layer = getattr(module, "layer_idx", None)
             hook = sites.make_pre_hook(session.seen, layer if isinstance(layer, int) else sites.split_name(name)[1])
             handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+        if session.kv is not None:
+            handles.extend(session.kv.install(model))
         model.set_attn_implementation(dispatch.NAME)
         if model.config._attn_implementation != dispatch.NAME:
             raise UnsupportedModelError(f"{type(model).__name__} refused attention implementation {dispatch.NAME!r}")
