@@ -42,8 +42,10 @@ def _reference_mask(valid, causal, window):
     return valid[:, None, None, :] & rule[None, None]
 
 
-def kernel_case(rank, world, layout, causal, window, t=24):
-    """Ring kernel vs eager on a direct call: outputs and q/k/v gradients of this rank's rows."""
+def kernel_case(rank, world, layout, causal, window, t=24, dtype=torch.float32):
+    """Ring kernel vs eager on a direct call: outputs and q/k/v gradients of this rank's rows.
+
+    dtype: of q, k, v (bf16: the reference is fp32 eager on the same bf16 values)."""
     from attnlab.core.call import AttnCall, Site
     from attnlab.core.hooks import Hooks
     from attnlab.distributed.layout import shard_index
@@ -52,7 +54,7 @@ def kernel_case(rank, world, layout, causal, window, t=24):
 
     g = torch.Generator().manual_seed(11)
     b, h, h_kv, d = 2, 4, 2, 8
-    q, k, v = (torch.randn(b, n, t, d, generator=g) for n in (h, h_kv, h_kv))
+    q, k, v = (torch.randn(b, n, t, d, generator=g).to(dtype).float() for n in (h, h_kv, h_kv))
     valid = torch.ones(b, t, dtype=torch.bool)
     valid[1, :3] = False if causal else valid[1, :3]
     valid[1, -3:] = valid[1, -3:] if causal else False
@@ -64,12 +66,12 @@ def kernel_case(rank, world, layout, causal, window, t=24):
     (ref * upstream).sum().backward()
     index = shard_index(t, layout, world)
     local = index[rank]
-    ql, kl, vl = (x[:, :, local].clone().requires_grad_() for x in (q, k, v))
+    ql, kl, vl = (x[:, :, local].to(dtype).requires_grad_() for x in (q, k, v))
     ctx = RingContext(rank, world, layout, index, valid)
     call = AttnCall(site, ql, kl, vl, None, d ** -0.5, causal, sliding_window=window)
     kernel = ring_kernel if layout == "ring" else striped_kernel
     out = kernel(call, Hooks(), context=ctx, block_size=4, key_block=4).output  # [B, n, H, D]
-    (out * upstream[:, local]).sum().backward()
+    (out.float() * upstream[:, local]).sum().backward()
     real = valid[:, local]
     return {"out": _maxdiff(out, ref[:, local], real), "dq": _maxdiff(ql.grad, qr.grad[:, :, local]),
             "dk": _maxdiff(kl.grad, kr.grad[:, :, local]), "dv": _maxdiff(vl.grad, vr.grad[:, :, local]),
@@ -81,6 +83,7 @@ def check_kernels(rank, world):
     for layout in LAYOUTS:
         for causal, window in ((True, None), (True, 5), (False, None), (False, 5)):
             res[f"{layout}/causal={causal}/window={window}"] = kernel_case(rank, world, layout, causal, window)
+    res["bf16"] = kernel_case(rank, world, "striped", True, None, dtype=torch.bfloat16)
     return res
 
 
@@ -230,7 +233,12 @@ def check_errors(rank, world):
 
     model = ARCHS["llama"].build()
     ids = torch.randint(3, 100, (1, 4 * world + 1), generator=torch.Generator().manual_seed(2))
-    res = {"no_pad": _error_of(lambda: ad.forward(model, ids, "striped", pad=False, timeout=30)),
+    with torch.no_grad():
+        ref = model(ids).logits
+    rows = ad.forward(model, ids, "zigzag", positions=[0, 4, 4 * world], timeout=30)  # padded to a multiple
+    full = ad.forward(model, ids, "striped", timeout=30)
+    res = {"padded": None if rank else [_maxdiff(rows, ref[:, [0, 4, 4 * world]]), _maxdiff(full, ref)],
+           "no_pad": _error_of(lambda: ad.forward(model, ids, "striped", pad=False, timeout=30)),
            "bad_layout": _error_of(lambda: ad.forward(model, ids, "spiral", timeout=30))}
     other = ARCHS["llama"].build()
     if rank == 1:
