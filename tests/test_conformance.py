@@ -39,6 +39,8 @@ PARAMS = {
     "block_topk": dict(topk=1, block_size=4),
     "flexprefill": dict(gamma=0.5, block_size=4),
     "window": dict(window=8, block_size=4),
+    "linear": dict(chunk=8),
+    "hybrid": dict(window=8, chunk=8),
 }
 LEAKY = {"block_topk": dict(pool="mean"), "flexprefill": dict(estimate="last_block")}
 NAMES = sorted(KERNELS)
@@ -118,7 +120,7 @@ def _diff(a, b) -> float:
 
 # ---------------------------------------------------------------------------- refusals
 
-SPARSE = ("streaming", "block_topk", "flexprefill", "window")
+SPARSE = ("streaming", "block_topk", "flexprefill", "window", "hybrid")  # hybrid: a window needs positions
 
 
 @pytest.mark.parametrize("name", NAMES)

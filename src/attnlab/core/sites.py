@@ -82,6 +82,7 @@ class Seen:
 
     past: int | None = None  # tokens already in its cache before this call, None = no cache
     encoder_states: bool = False  # it was given encoder states (cross-attention)
+    cache: object = None  # the transformers Cache it was given (stateful kernels read their layer's state)
 
 
 def find_cache(args, kwargs, cache_type):
@@ -109,7 +110,7 @@ def make_pre_hook(seen: dict, module_layer: int | None):
             except (IndexError, KeyError, TypeError):
                 past = None
         enc = any(kwargs.get(k) is not None for k in CROSS_KWARGS)
-        seen[id(module)] = Seen(past=past, encoder_states=enc)
+        seen[id(module)] = Seen(past=past, encoder_states=enc, cache=cache)
         return None
 
     return hook

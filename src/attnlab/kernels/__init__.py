@@ -11,7 +11,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Callable
 
-from . import block_topk, chunked, eager, flexprefill, sdpa, streaming, window
+from . import block_topk, chunked, eager, flexprefill, hybrid, linear, sdpa, streaming, window
 from . import stats as stats_kernel
 from ..distributed import ring as ring_kernels
 
@@ -41,6 +41,8 @@ KERNELS: dict[str, Kernel] = {
     "stats": Kernel(stats_kernel.forward, True, "eager on each query block's visible keys; streams them to on_block observers"),
     "ring": Kernel(ring_kernels.ring_kernel, False, "sequence-parallel exact attention over torch.distributed, contiguous shards"),
     "striped": Kernel(ring_kernels.striped_kernel, False, "ring attention on striped / zigzag shards (causal load balance)"),
+    "linear": Kernel(linear.forward, False, "linear attention (elu / relu / performer / hedgehog maps); chunked prefill, O(1) decode state"),
+    "hybrid": Kernel(hybrid.forward, False, "LoLCATs: softmax on the last `window` keys + linear attention before them"),
 }
 
 

@@ -1,0 +1,22 @@
+"""Convert a pretrained softmax model to linear or hybrid attention (Hedgehog / LoLCATs transfer).
+
+Nothing is imported until used:
+    Maps, LayerMaps, FeatureMap     feature maps (convert.maps)
+    StateCache                      the O(1)-memory decode cache (convert.cache)
+    transfer, evaluate, lora_stage  attention transfer, perplexity, the LoRA stage (convert.transfer)
+    save, load                      safetensors + json (convert.saved)
+"""
+
+from __future__ import annotations
+
+_WHERE = {"Maps": "maps", "LayerMaps": "maps", "FeatureMap": "maps", "KINDS": "maps", "StateCache": "cache",
+          "transfer": "transfer", "evaluate": "transfer", "lora_stage": "transfer", "build_maps": "transfer",
+          "save": "saved", "load": "saved"}
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'attnlab.convert' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
