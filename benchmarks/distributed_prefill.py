@@ -50,6 +50,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=8192)
     ap.add_argument("--layout", default="striped")
     ap.add_argument("--every", type=int, default=16, help="logits of every k-th position are compared")
+    ap.add_argument("--block-size", type=int, default=512, help="query chunk of the ring kernel")
+    ap.add_argument("--key-block", type=int, default=1024, help="key chunk of the ring kernel")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     rank, world = ensure_group(timeout=1800)
@@ -62,15 +64,18 @@ def main() -> None:
     report: dict = {}
     dist.barrier()
     t0 = time.perf_counter()
-    logits = ad.forward(model, ids, args.layout, positions=keep, timeout=1800, report=report)
+    logits = ad.forward(model, ids, args.layout, positions=keep, block_size=args.block_size,
+                        key_block=args.key_block, timeout=1800, report=report)
     report.update(wall_seconds=time.perf_counter() - t0, peak_rss_mb=peak_rss_mb(), model_rss_mb=model_rss)
     reports = [None] * world
     dist.all_gather_object(reports, report)
     if rank == 0:
         result = {"tokens": args.tokens, "layout": args.layout, "world": world, "threads": torch.get_num_threads(),
+                  "block_size": args.block_size, "key_block": args.key_block,
                   "positions_compared": keep.numel(), "ranks": reports, **_compare(model, ids, keep, logits, args)}
         OUT.mkdir(parents=True, exist_ok=True)
-        path = OUT / f"prefill_{args.tokens}_{args.layout}_w{world}.json"
+        chunks = "" if (args.block_size, args.key_block) == (512, 1024) else f"_b{args.block_size}x{args.key_block}"
+        path = OUT / f"prefill_{args.tokens}_{args.layout}_w{world}{chunks}.json"
         path.write_text(json.dumps(result, indent=1))
         print(json.dumps(result, indent=1))
     dist.destroy_process_group()
