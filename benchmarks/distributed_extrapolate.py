@@ -39,7 +39,8 @@ def _runs() -> list[dict]:
 
 
 def fit(runs) -> tuple[float, float]:
-    """Least squares a + b * tokens over every rank: (a MB, b bytes per token)."""
+    """Least squares a + b * tokens over every rank of the default-chunk runs: (a MB, b bytes per token)."""
+    runs = [run for run in runs if (run.get("block_size", 512), run.get("key_block", 1024)) == (512, 1024)]
     xs = [r["tokens"] for run in runs for r in run["ranks"]]
     ys = [(r["peak_rss_mb"] - r["model_rss_mb"]) * 2**20 for run in runs for r in run["ranks"]]
     n, mx, my = len(xs), sum(xs) / len(xs), sum(ys) / len(ys)

@@ -71,7 +71,7 @@ def main() -> None:
     dist.all_gather_object(reports, report)
     if rank == 0:
         result = {"tokens": args.tokens, "layout": args.layout, "world": world, "threads": torch.get_num_threads(),
-                  "block_size": args.block_size, "key_block": args.key_block,
+                  "block_size": args.block_size, "key_block": args.key_block, "commit": _commit(),
                   "positions_compared": keep.numel(), "ranks": reports, **_compare(model, ids, keep, logits, args)}
         OUT.mkdir(parents=True, exist_ok=True)
         chunks = "" if (args.block_size, args.key_block) == (512, 1024) else f"_b{args.block_size}x{args.key_block}"
@@ -79,6 +79,13 @@ def main() -> None:
         path.write_text(json.dumps(result, indent=1))
         print(json.dumps(result, indent=1))
     dist.destroy_process_group()
+
+
+def _commit() -> str:
+    import subprocess
+
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
+    return out.stdout.strip()
 
 
 def _compare(model, ids, keep, logits, args) -> dict:
