@@ -44,7 +44,8 @@ def main() -> None:
     import attnlab
     import attnlab.distributed as ad
     from attnlab.bench.measure import peak_rss_mb, reset_peak_rss, rss_mb
-    from attnlab.distributed.comm import ensure_group
+    from attnlab.distributed.api import check_model
+    from attnlab.distributed.comm import ensure_group, tensor_hash
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=8192)
@@ -72,6 +73,7 @@ def main() -> None:
     if rank == 0:
         result = {"tokens": args.tokens, "layout": args.layout, "world": world, "threads": torch.get_num_threads(),
                   "block_size": args.block_size, "key_block": args.key_block, "commit": _commit(),
+                  "model_hash": check_model(model, rank, world), "data_hash": tensor_hash(ids),
                   "positions_compared": keep.numel(), "ranks": reports, **_compare(model, ids, keep, logits, args)}
         OUT.mkdir(parents=True, exist_ok=True)
         chunks = "" if (args.block_size, args.key_block) == (512, 1024) else f"_b{args.block_size}x{args.key_block}"
