@@ -31,6 +31,7 @@ class CompressedLayer(DynamicLayer):
         self.pos: torch.Tensor | None = None  # [B, H_kv, K] long
         self.compressed = False
         self.score: torch.Tensor | None = None  # [B, H_kv, K] running decode scores (decode budget)
+        self.first: torch.Tensor | None = None  # [B] long, each row's left padding (pos counts from it)
 
     def update(self, key_states, value_states, *args, **kwargs):
         """Append [B, H_kv, t, D] keys / values; returns all stored keys and values."""
@@ -39,6 +40,8 @@ class CompressedLayer(DynamicLayer):
         if self.keep is not None:
             b, h = key_states.shape[:2]
             new_pos = torch.arange(self.seen, self.seen + t, device=keys.device).expand(b, h, t)
+            if self.first is not None:
+                new_pos = new_pos - self.first.to(keys.device)[:, None, None]
             self.keep = torch.cat([self.keep, torch.ones(b, h, t, dtype=torch.bool, device=keys.device)], -1)
             self.pos = torch.cat([self.pos, new_pos], -1)
             if self.score is not None:
@@ -108,4 +111,4 @@ class CompressedLayer(DynamicLayer):
 
     def reset(self) -> None:
         super().reset()
-        self.seen, self.keep, self.pos, self.score, self.compressed = 0, None, None, None, False
+        self.seen, self.keep, self.pos, self.score, self.compressed, self.first = 0, None, None, None, False, None

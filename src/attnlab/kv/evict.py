@@ -37,4 +37,5 @@ def compress_prefill(policy: KVPolicy, layer, call: AttnCall) -> None:
     positions = torch.arange(call.k_len, device=call.device)[None, None, :] - first_real(call)[:, None, None]
     if policy.decode_budget is not None:
         layer.score = raw.float()
+    layer.first = first_real(call)
     layer.compress(selected, positions.expand_as(selected).contiguous())
