@@ -42,9 +42,10 @@ def _real_queries(call: AttnCall, q0: int, q1: int) -> torch.Tensor:
     return (idx[None, :] >= first_real(call)[:, None]).float()[:, None, :, None]
 
 
-def _probs(call: AttnCall, q0: int, q1: int) -> torch.Tensor:
-    """Attention probabilities of queries [q0, q1), padding query rows zeroed: [B, H, q, K] fp32."""
-    return sc.probs(call, sc.logits(call, q0, q1)) * _real_queries(call, q0, q1)
+def _probs(call: AttnCall, q0: int, q1: int, k0: int = 0, k1: int | None = None) -> torch.Tensor:
+    """Probabilities of queries [q0, q1) on keys [k0, k1) (every key they may see must lie
+    there), padding query rows zeroed: [B, H, q, k] fp32."""
+    return sc.probs(call, sc.logits(call, q0, q1, k0, k1)) * _real_queries(call, q0, q1)
 
 
 def streaming(call: AttnCall, sinks: int = 4) -> torch.Tensor:
@@ -70,14 +71,16 @@ def snapkv(call: AttnCall, window: int = 64, pool: int = 5) -> torch.Tensor:
 
 def h2o(call: AttnCall, block_size: int = 256) -> torch.Tensor:
     """Attention each key received, summed over query blocks and divided by how many real
-    queries see it: [B, H_kv, K]. Memory B*H*block_size*K, never the n x n map."""
+    queries see it: [B, H_kv, K]. Each block computes only its visible key range
+    (`core.scores.key_range`); memory B*H*block_size*K, never the n x n map."""
     total = torch.zeros(call.batch, call.num_heads, call.k_len, device=call.device)
     seen = torch.zeros(call.batch, 1, call.k_len, device=call.device)
     for q0 in range(0, call.q_len, block_size):
         q1 = min(call.q_len, q0 + block_size)
-        total += _probs(call, q0, q1).sum(2)
-        vis = sc.visible(call, q0, q1).float() * _real_queries(call, q0, q1)  # [B|1, 1|H, q, K]
-        seen = seen + vis.sum(2).amax(1, keepdim=True)
+        lo, hi = sc.key_range(call, q0, q1)
+        total[..., lo:hi] += _probs(call, q0, q1, lo, hi).sum(2)
+        vis = sc.visible(call, q0, q1, lo, hi).float() * _real_queries(call, q0, q1)  # [B|1, 1|H, q, k]
+        seen[..., lo:hi] += vis.sum(2).amax(1, keepdim=True)
     return _group_mean(total / seen.clamp_min(1), call)
 
 

@@ -1,0 +1,92 @@
+"""One prefill, many policies: capture a prompt's prefill calls once, then build each policy's
+compressed cache from them and decode. Exactly what attach(kv=...) computes (a layer is
+compressed right after its own prefill attention, so the prefill itself never changes and
+every policy starts from the same first token), without re-running the prefill.
+
+    pre = capture(model, input_ids)                         # full prefill, calls kept
+    cache = build_cache(model, pre, parse("snapkv:ratio=0.5"))
+    tokens, stats = greedy(model, cache, pre.next_token, 8, "snapkv:ratio=0.5")
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from .policy import KVPolicy, parse
+
+
+@dataclass
+class Prefill:
+    """A captured prefill: its self-attention calls per layer and the first generated token."""
+
+    calls: dict  # layer -> AttnCall (query [1, H, T, D], key / value [1, H_kv, T, D])
+    next_token: torch.Tensor  # [B, 1] long, greedy
+    seconds: float
+
+
+class _Capture:
+    def __init__(self):
+        self.calls = {}
+
+    def on_call(self, call):
+        if call.phase == "prefill" and call.role == "self":
+            self.calls[call.layer] = call
+
+
+def capture(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> Prefill:
+    """Run the prefill once under attach() (sdpa) and keep every layer's call."""
+    from .. import attach
+
+    grab = _Capture()
+    start = time.perf_counter()
+    with torch.no_grad(), attach(model, kernel="sdpa", observe=[grab]):
+        out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    return Prefill(grab.calls, out.logits[:, -1:].argmax(-1), time.perf_counter() - start)
+
+
+def build_cache(model, pre: Prefill, policy: "KVPolicy | str", memo: dict | None = None):
+    """A DynamicCache of CompressedLayers holding what `policy` keeps of the captured prefill.
+    memo: a dict shared across calls on the same prefill reuses each scorer's scores across
+    ratios. Sliding-window layers are not served here (use attach(kv=...) for such models)."""
+    from transformers.cache_utils import DynamicCache
+
+    from .cache import CompressedLayer
+    from .evict import compress_prefill
+
+    policy = parse(policy)
+    layers = []
+    for i in sorted(pre.calls):
+        call = pre.calls[i]
+        if call.sliding_window is not None:
+            raise NotImplementedError(f"replay: layer {i} is a sliding-window layer; use attach(kv=...)")
+        layer = CompressedLayer()
+        layer.update(call.key, call.value)
+        if policy.evicts:
+            compress_prefill(policy, layer, call, memo)
+        layers.append(layer)
+    cache = DynamicCache()
+    cache.layers = layers
+    return cache
+
+
+def greedy(model, cache, first: torch.Tensor, n: int, policy, kernel: str = "sdpa") -> tuple[torch.Tensor, dict]:
+    """Decode n tokens greedily after `first` [B, 1] on `cache` under attach(kv=policy).
+
+    Returns tokens [B, n] (first included) and {'seconds', 'tokens_per_s', 'kv_bytes'} of the
+    n - 1 decode steps."""
+    from .. import attach
+    from ..models import cache_kwarg
+
+    tokens = [first]
+    with torch.no_grad(), attach(model, kernel=kernel, kv=policy) as s:
+        start = time.perf_counter()
+        for _ in range(n - 1):
+            out = model(input_ids=tokens[-1], use_cache=True, **{cache_kwarg(model): cache})
+            tokens.append(out.logits[:, -1:].argmax(-1))
+        seconds = time.perf_counter() - start
+        held = s.kv_bytes
+    return torch.cat(tokens, 1), {"seconds": seconds, "tokens_per_s": (n - 1) / max(seconds, 1e-9),
+                                  "kv_bytes": held["total"]}
