@@ -3,14 +3,14 @@
 Nothing is imported until used:
     Maps, LayerMaps, FeatureMap     feature maps (convert.maps)
     StateCache                      the O(1)-memory decode cache (convert.cache)
-    transfer, evaluate, lora_stage  attention transfer, perplexity, the LoRA stage (convert.transfer)
+    transfer, evaluate, eval_ids  attention transfer, held-out perplexity (convert.train)
     save, load                      safetensors + json (convert.saved)
 """
 
 from __future__ import annotations
 
 _WHERE = {"Maps": "maps", "LayerMaps": "maps", "FeatureMap": "maps", "KINDS": "maps", "StateCache": "cache",
-          "transfer": "transfer", "evaluate": "transfer", "lora_stage": "transfer", "build_maps": "transfer",
+          "transfer": "train", "evaluate": "train", "eval_ids": "train", "build_maps": "train",
           "save": "saved", "load": "saved"}
 
 

@@ -40,6 +40,9 @@ def _layer_maps(call: AttnCall, maps, feature_map, features, seed):
         return default_maps(check_kind(feature_map or "elu"), call.num_heads, call.query.shape[-1], features, seed)
     if feature_map is not None and feature_map != maps.kind:
         raise SpecError(f"feature_map={feature_map!r} but the maps given are {maps.kind!r}")
+    from .saved import verify
+
+    verify(maps, call)
     return maps.of(call.site)
 
 

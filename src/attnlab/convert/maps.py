@@ -118,6 +118,7 @@ class Maps(nn.Module):
                                      for i, (key, (h, d)) in enumerate(sorted(layers.items()))})
         self.losses: dict[str, torch.Tensor] = {}
         self.meta: dict = {}
+        self.verified: set = set()  # (site key, id(module)) whose weights matched meta['modules']
 
     def of(self, site) -> LayerMaps:
         key = site_key(site)
