@@ -1,6 +1,7 @@
 """On paper, from the measured runs of distributed_prefill.py (issue 16, experiment 3).
 
-    python3 benchmarks/distributed_extrapolate.py
+    python3 benchmarks/distributed_extrapolate.py            # writes extrapolation.json
+    python3 benchmarks/distributed_extrapolate.py --table    # the measured runs as a markdown table
 
 Reads benchmarks/results/distributed/prefill_*_w*.json and fits, over every rank of every
 run, peak RSS during the forward minus the model's RSS = a + b * local tokens (the
@@ -53,8 +54,34 @@ def ring_bytes(tokens: int, world: int, layers: int, kv: int, dim: int, elem: in
     return 2 * (world - 1) * (tokens / world) * kv * dim * elem * layers
 
 
+def markdown(runs) -> str:
+    """The measured runs as a markdown table, one row per run (per-rank values joined by '/')."""
+    lines = ["| tokens | ranks | layout | chunks | wall s | peak RSS MB (per rank) | peak - model MB | "
+             "MB sent per rank | attention s (per rank) | visible pairs M (per rank) | max abs diff |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for run in sorted(runs, key=lambda r: (r.get("block_size", 512), r["tokens"], r["world"], r["layout"])):
+        ranks = run["ranks"]
+
+        def col(fn, fmt="{:.0f}"):
+            return "/".join(fmt.format(fn(r)) for r in ranks)
+
+        diff = run.get("max_abs_diff_vs_1_rank", run.get("max_abs_diff_vs_stock_sdpa"))
+        what = "vs 1 rank" if "max_abs_diff_vs_1_rank" in run else "vs stock sdpa"
+        lines.append(f"| {run['tokens']} | {run['world']} | {run['layout']} | {run.get('block_size', 512)}x"
+                     f"{run.get('key_block', 1024)} | {max(r['wall_seconds'] for r in ranks):.0f} | "
+                     f"{col(lambda r: r['peak_rss_mb'])} | {col(lambda r: r['peak_rss_mb'] - r['model_rss_mb'])} | "
+                     f"{col(lambda r: r['bytes_sent'] / 2**20)} | {col(lambda r: r['compute_seconds'])} | "
+                     f"{col(lambda r: r['pairs'] / 1e6)} | {diff:.2e} {what} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
+    import sys
+
     runs = _runs()
+    if "--table" in sys.argv:
+        print(markdown(runs))
+        return
     a_mb, b = fit(runs)
     smol = SHAPES["SmolLM2-135M"]
     checks = [{"tokens": run["tokens"], "world": run["world"], "layout": run["layout"],
