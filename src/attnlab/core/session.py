@@ -146,7 +146,8 @@ def attach(model, kernel: str = "sdpa", modify=(), observe=(), kv=None, **kernel
     """Route every attention call of `model` through attnlab inside a `with` block.
 
     kernel: a name from `attnlab.kernels.KERNELS`; kernel_params are its parameters.
-    modify / observe: modifiers and observers (see `attnlab.core.hooks`), applied in order.
+    modify / observe: modifiers and observers (see `attnlab.core.hooks`), applied in order;
+    a modifier with `install(model) -> handles` (tune's head_lora, PEFT) is installed too.
     kv: a KV-cache policy spec ("snapkv:ratio=0.5", see `attnlab.kv`), or None.
     Yields the Session (call counts, densities). On exit, even after an exception, the
     model gets back exactly the attention implementation(s) it had. Attaching a model
@@ -175,6 +176,9 @@ def attach(model, kernel: str = "sdpa", modify=(), observe=(), kv=None, **kernel
             handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
         if session.kv is not None:
             handles.extend(session.kv.install(model))
+        for mod in session.hooks.modifiers:  # modifiers living on projection modules (tune: head_lora, PEFT) hook in here
+            if callable(getattr(mod, "install", None)):
+                handles.extend(mod.install(model))
         model.set_attn_implementation(dispatch.NAME)
         if model.config._attn_implementation != dispatch.NAME:
             raise UnsupportedModelError(f"{type(model).__name__} refused attention implementation {dispatch.NAME!r}")
