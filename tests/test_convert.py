@@ -120,3 +120,23 @@ def test_cli_convert_bad_option_exits_2_before_work(tmp_path):
     res = CliRunner().invoke(build_app(), ["convert", "--out", str(tmp_path), "--feature-map", "cosine"])
     assert res.exit_code == 2 and "valid feature maps" in res.output
     assert not any(tmp_path.iterdir())
+
+
+def test_bench_measures_saved_maps_as_a_kernel_spec(tmp_path):
+    """`attnlab bench --kernels "hybrid:maps=DIR"`: the maps load in the worker process, the
+    full-budget parity gate (window covering everything = softmax) passes, ppl is measured."""
+    from helpers import save_tiny_llama
+
+    from attnlab.bench.run import run_bench
+    from attnlab.bench.spec import BenchConfig, parse_kernels
+
+    folder = save_tiny_llama(tmp_path / "tiny")
+    model, _ = attnlab.load(str(folder))
+    maps = transfer(model, None, "hedgehog", 8, data=torch.randint(3, 1000, (2, 32)), progress=False)
+    save(maps, tmp_path / "maps", model)
+    config = BenchConfig(out=tmp_path / "out", model=str(folder), kernels=parse_kernels(f"hybrid:maps={tmp_path}/maps"),
+                         lengths=(64,), corpus="kjv:ge1:1-2:25", needles=0, repeats=1, decode_steps=1, threads=1,
+                         isolate=False)
+    report = run_bench(config)
+    (row,) = [r for r in report["rows"] if r["kernel"] != "sdpa"]
+    assert row["kernel"].startswith("hybrid") and row["ppl"] > 1, row

@@ -24,6 +24,7 @@ FULL_BUDGET: dict[str, dict] = {
     "block_topk": {"topk": 1 << 20},
     "flexprefill": {"gamma": 1.0},
     "window": {"window": 1 << 30},
+    "hybrid": {"window": 1 << 30},  # every key in the softmax window: exactly softmax
 }
 EXACT = ("eager", "sdpa", "chunked")
 
