@@ -140,3 +140,17 @@ def test_bench_measures_saved_maps_as_a_kernel_spec(tmp_path):
     report = run_bench(config)
     (row,) = [r for r in report["rows"] if r["kernel"] != "sdpa"]
     assert row["kernel"].startswith("hybrid") and row["ppl"] > 1, row
+
+
+def test_lora_stage_lowers_the_next_token_loss_and_merges():
+    from attnlab.convert import lora_stage
+
+    model = tiny.llama()
+    maps = _transfer(model, data=_data(2))
+    ids = _data(8, seed=4)
+    before = evaluate(model, ids[:2], "hybrid", maps=maps)
+    merged = lora_stage(model, None, maps, data=ids.repeat(3, 1), lr=3e-2, progress=False)
+    hist = maps.meta["lora"]["history"]
+    assert type(merged).__name__ == "LlamaForCausalLM" and not any("lora" in n for n, _ in merged.named_parameters())
+    assert hist[-1]["loss"] < hist[0]["loss"]
+    assert evaluate(merged, ids[:2], "hybrid", maps=maps) < before  # the maps accept the merged weights

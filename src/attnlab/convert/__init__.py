@@ -5,13 +5,14 @@ Nothing is imported until used:
     StateCache                      the O(1)-memory decode cache (convert.cache)
     transfer, evaluate, eval_ids  attention transfer, held-out perplexity (convert.train)
     save, load                      safetensors + json (convert.saved)
+    lora_stage                      LoRA on q/k/v/o, next-token loss, merged (convert.lora)
 """
 
 from __future__ import annotations
 
 _WHERE = {"Maps": "maps", "LayerMaps": "maps", "FeatureMap": "maps", "KINDS": "maps", "StateCache": "cache",
           "transfer": "train", "evaluate": "train", "eval_ids": "train", "build_maps": "train",
-          "save": "saved", "load": "saved"}
+          "save": "saved", "load": "saved", "lora_stage": "lora"}
 
 
 def __getattr__(name: str):
