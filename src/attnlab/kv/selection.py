@@ -6,12 +6,12 @@ attention on the gathered keys (`attend`). Each rule returns slot indices long
 
     quest       pages of `page` keys with per-channel min / max keys; the upper bound of a
                 query's score on a page is sum_d max(q_d * max_d, q_d * min_d), the max over
-                the key head's query heads; the top budget // page pages plus the unfinished
+                the key head's query heads; the top tokens // page pages plus the unfinished
                 last page (Quest, Tang et al. 2024)
     tokenselect per-head softmax of q . k, summed over all heads of the layer (soft voting):
-                one top-`budget` set per layer; reused while the cosine similarity of the
+                one top-`tokens` set per layer; reused while the cosine similarity of the
                 query to the query that chose it stays >= `threshold` (TokenSelect)
-    recycled    full attention every `every` steps; in between the top-`budget` keys of the
+    recycled    full attention every `every` steps; in between the top-`tokens` keys of the
                 last full step (group-mean attention) plus the tokens added since (Recycled Attention)
 """
 
@@ -32,11 +32,11 @@ def _tail(idx: torch.Tensor, start: int, end: int) -> torch.Tensor:
     return torch.cat([idx, extra], -1)
 
 
-def quest(call: AttnCall, layer, st: dict, page: int = 16, budget: int = 512):
+def quest(call: AttnCall, layer, st: dict, page: int = 16, tokens: int = 512):
     """Quest's top pages by min/max upper bound (see the module docstring)."""
     k = call.k_len
     full = (k - 1) // page  # complete pages before the newest token's page
-    top = max(1, budget // page)
+    top = max(1, tokens // page)
     if full <= top:
         return None
     done = st.get("pages", 0)
@@ -56,10 +56,10 @@ def quest(call: AttnCall, layer, st: dict, page: int = 16, budget: int = 512):
     return _tail(idx, full * page, k)
 
 
-def tokenselect(call: AttnCall, layer, st: dict, budget: int = 512, threshold: float = 0.9):
+def tokenselect(call: AttnCall, layer, st: dict, tokens: int = 512, threshold: float = 0.9):
     """TokenSelect's voted top tokens, reused while queries stay similar (module docstring)."""
     k = call.k_len
-    if k <= budget:
+    if k <= tokens:
         return None
     q = call.query[:, :, -1].float().flatten(1)  # [B, H*D]
     prev = st.get("q")
@@ -68,23 +68,23 @@ def tokenselect(call: AttnCall, layer, st: dict, budget: int = 512, threshold: f
         return _tail(st["idx"], st["len"], k)
     p = torch.softmax(sc.logits(call, call.q_len - 1, call.q_len)[:, :, 0], dim=-1)  # [B, H, K]
     vote = p.sum(1)  # [B, K]
-    chosen = vote[:, :k - 1].topk(budget - 1, dim=-1).indices.sort(-1).values  # [B, S]
+    chosen = vote[:, :k - 1].topk(tokens - 1, dim=-1).indices.sort(-1).values  # [B, S]
     idx = chosen[:, None, :].expand(call.batch, call.num_kv_heads, -1)
     st.update(q=q, idx=idx, len=k)
     return _tail(idx, k - 1, k)
 
 
-def recycled(call: AttnCall, layer, st: dict, every: int = 8, budget: int = 512):
+def recycled(call: AttnCall, layer, st: dict, every: int = 8, tokens: int = 512):
     """Recycled attention: full steps every `every` decode steps, their top keys in between."""
     k = call.k_len
     step = st.get("step", 0)
     st["step"] = step + 1
-    if k <= budget:
+    if k <= tokens:
         return None
     if step % every == 0 or "idx" not in st or st.get("len", k + 1) >= k:
         p = sc.probs(call, sc.logits(call, call.q_len - 1, call.q_len))[:, :, 0]  # [B, H, K]
         p = p.view(call.batch, call.num_kv_heads, call.groups, k).mean(2)
-        st.update(idx=p.topk(budget, dim=-1).indices.sort(-1).values, len=k)
+        st.update(idx=p.topk(tokens, dim=-1).indices.sort(-1).values, len=k)
         return None
     return _tail(st["idx"], st["len"], k)
 

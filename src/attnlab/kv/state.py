@@ -126,6 +126,10 @@ class KVState:
         if layer is None:
             return
         start = time.perf_counter()
+        if layer.is_initialized and layer.keys.shape[:3] != call.key.shape[:3]:
+            self.skipped[call.layer] = (f"its cache holds {tuple(layer.keys.shape)}, not the call's keys "
+                                        f"{tuple(call.key.shape)} (e.g. MLA latents); left alone")
+            return
         if call.phase == "prefill" and not layer.compressed and self.policy.evicts and layer.seen == call.k_len:
             from .evict import compress_prefill
 
