@@ -52,6 +52,8 @@ def main() -> None:
     ap.add_argument("--pick", default="0,2,4", help="which of the needles kvpress runs (its prefill is not shared)")
     ap.add_argument("--attnlab", default="benchmarks/results/kv/needles_4096.json")
     ap.add_argument("--out", default="benchmarks/results/kv/kvpress_4096.json")
+    ap.add_argument("--presses", default="streaming,snapkv,h2o,tova,knorm,random,adaptive")
+    ap.add_argument("--ratios", default="0.25,0.5,0.75,0.875")
     ap.add_argument("--skip-run", action="store_true", help="only join existing results")
     args = ap.parse_args()
     from attnlab.models import resolve
@@ -59,14 +61,17 @@ def main() -> None:
     pick = [int(i) for i in args.pick.split(",")]
     cases_path = Path("/tmp/attnlab_kv_cases.json")
     if not args.skip_run:
-        write_cases(args.n_tokens, args.needles, pick, cases_path)
+        write_cases(args.n_tokens, args.needles, pick, cases_path)  # then the model is freed
+        import gc
+
+        gc.collect()
         py = ROOT / ".venv-kvpress" / "bin" / "python"
         import os
 
         env = dict(os.environ, HF_HUB_DISABLE_PROGRESS_BARS="1", TRANSFORMERS_VERBOSITY="error",
                    TQDM_DISABLE="1")
         subprocess.run([str(py), str(ROOT / "benchmarks" / "kv_kvpress_run.py"), str(cases_path),
-                        str(resolve()), args.out], check=True, env=env)
+                        str(resolve()), args.out, args.presses, args.ratios], check=True, env=env)
     press_rows = json.loads(Path(args.out).read_text())["rows"]
     attn_rows = json.loads(Path(args.attnlab).read_text())["rows"]
     depths = {round(x["depth"], 6) for x in press_rows}

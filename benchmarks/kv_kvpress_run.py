@@ -85,7 +85,7 @@ def main() -> None:
     rows = []
     for ci, case in enumerate(cases):
         ids = torch.tensor([case["ids"]])
-        for name, ratio in [("none", None)] + [(p, r) for p in presses for r in ratios]:
+        for name, ratio in [("none", None)] + [(p, r) for r in ratios for p in presses]:
             press = None if name == "none" else make_press(name, ratio)
             model = models["eager" if name == "h2o" else "sdpa"]  # ObservedAttention needs eager weights
             r = run_one(model, ids, case["keep_last"], press, 8)
