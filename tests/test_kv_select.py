@@ -9,6 +9,7 @@ import torch
 import attnlab
 from archs import ARCHS
 from attnlab.errors import SpecError
+from attnlab.kv import parse
 
 T = 48
 
@@ -94,10 +95,12 @@ def test_recycled_reuses_the_top_keys_of_its_last_full_step():
 @pytest.mark.parametrize("spec,words", [
     ("nope:ratio=0.5", "valid policies"), ("snapkv:ratio=0.5,budget=4", "not both"), ("snapkv:ratio=1.5", "[0, 1)"),
     ("snapkv", "needs ratio"), ("snapkv:ratio=0.5,windw=4", "no parameter"), ("quest:tokens=1.5", "is not int"),
-    ("none:foo=1", "takes no parameter"), ("snapkv:ratio=0.5,window=x", "is not int")])
+    ("none:foo=1", "takes no parameter"), ("snapkv:ratio=0.5,window=x", "is not int"),
+    ("quest:ratio=0.5", "evicts nothing"), ("none:decode_budget=8", "takes no parameter"),
+    ("quest:page=4,tokens=8,layer=1", "no parameter")])
 def test_spec_errors_are_clear(spec, words):
     with pytest.raises(SpecError, match=words.replace("[", r"\[").replace(")", r"\)")):
-        attnlab.kv.parse(spec) if hasattr(attnlab, "kv") else __import__("attnlab.kv").kv.parse(spec)
+        parse(spec)
 
 
 DECODERS = sorted(n for n, a in ARCHS.items() if a.kind == "decoder")

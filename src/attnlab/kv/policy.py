@@ -48,7 +48,8 @@ class KVPolicy:
 
 
 def _check_params(owner: str, fn, params: dict) -> dict:
-    sig = list(inspect.signature(fn).parameters.items())[1:]  # after `call`
+    skip = 3 if owner in _selection_names() else 1  # after `call` (selection rules: call, layer, state)
+    sig = list(inspect.signature(fn).parameters.items())[skip:]
     valid = {n: p.default for n, p in sig}
     unknown = sorted(set(params) - set(valid))
     if unknown:
@@ -59,6 +60,12 @@ def _check_params(owner: str, fn, params: dict) -> dict:
         if not isinstance(value, want) or isinstance(value, bool) != isinstance(valid[key], bool):
             raise SpecError(f"kv policy {owner!r}: {key}={value!r} is not {want.__name__} (default {valid[key]!r})")
     return params
+
+
+def _selection_names() -> tuple:
+    from .selection import SELECTIONS
+
+    return tuple(SELECTIONS)
 
 
 def _common(name: str, params: dict) -> dict:
@@ -85,12 +92,14 @@ def parse(spec: "str | KVPolicy") -> KVPolicy:
     name, params = split_spec(spec, "kv parameter")
     common = _common(name, params)
     if name == "none":
-        if params:
-            raise SpecError(f"kv policy 'none' takes no parameter(s) {sorted(params)}")
-        return KVPolicy("none", **common)
+        if params or common:
+            raise SpecError(f"kv policy 'none' takes no parameter(s) {sorted(params) + sorted(common)}")
+        return KVPolicy("none")
     if name in SELECTIONS:
-        return KVPolicy(name, selection=name, selection_params=_check_params(name, SELECTIONS[name], params),
-                        **common)
+        if common:
+            raise SpecError(f"selection rule {name!r} evicts nothing: it takes no {sorted(common)} "
+                            f"(its own parameters: {', '.join(list(inspect.signature(SELECTIONS[name]).parameters)[3:])})")
+        return KVPolicy(name, selection=name, selection_params=_check_params(name, SELECTIONS[name], params))
     adaptive = name == "adaptive"
     alpha = float(params.pop("alpha", 0.2)) if adaptive else 0.2
     scorer = str(params.pop("policy", "snapkv")) if adaptive else name
