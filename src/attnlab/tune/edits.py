@@ -53,12 +53,13 @@ class HeadEdit(nn.Module):
         idx = torch.tensor(rows[0], device=out.device)
         heads = torch.tensor(rows[1], device=out.device)
         H, dv = out.shape[2], out.shape[3]
-        mult = torch.ones(H, dv, device=out.device, dtype=torch.float32)  # [H, Dv]
-        add = torch.zeros(H, dv, device=out.device, dtype=torch.float32)  # [H, Dv]
+        wd = torch.float64 if out.dtype == torch.float64 else torch.float32  # edits in fp32 (fp64 for gradcheck)
+        mult = torch.ones(H, dv, device=out.device, dtype=wd)  # [H, Dv]
+        add = torch.zeros(H, dv, device=out.device, dtype=wd)  # [H, Dv]
         g = self.gate_values()  # [n, 2]: each head's layer runs once per forward, so one sample per pass
         if self.scale is not None:
             a = self.scale[idx].expand(-1, dv)  # [m, Dv]
-            mult = mult.index_put((heads,), 1 + (a if g is None else g[idx, :1] * a))
+            mult = mult.index_put((heads,), (1 + (a if g is None else g[idx, :1] * a)).to(wd))
         if self.offset is not None:
             v = self.offset[idx]  # [m, Dv]
             add = add.index_put((heads,), v if g is None else g[idx, 1:] * v)

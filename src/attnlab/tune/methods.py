@@ -75,7 +75,9 @@ def build(method: str, model, sites: dict, heads, **options) -> Adapter:
     """A fresh (identity) adapter of `method` on `heads` of `model`."""
     if method not in BUILDERS:
         raise OptionError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
-    return BUILDERS[method](model, sites, [tuple(h) for h in heads], options)
+    adapter = BUILDERS[method](model, sites, [tuple(h) for h in heads], options)
+    adapter.module.eval()  # evaluation mode (deterministic gates) until the loop trains it
+    return adapter
 
 
 def rebuild(recipe: dict, model) -> Adapter:
