@@ -6,7 +6,7 @@ from __future__ import annotations
 def build_app():
     import typer
 
-    from . import bench, convert, explain, generate, inspect, models, steer
+    from . import bench, convert, explain, generate, inspect, models, steer, tune
 
     app = typer.Typer(
         help="See, steer, speed up and tune the attention of Hugging Face transformers, head by head.",
@@ -14,7 +14,7 @@ def build_app():
         add_completion=False,
         pretty_exceptions_enable=False,
     )
-    for module in (models, inspect, bench, explain, steer, convert, generate):
+    for module in (models, inspect, bench, explain, steer, convert, generate, tune):
         module.register(app)
     return app
 

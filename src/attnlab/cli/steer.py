@@ -135,19 +135,28 @@ def register(app: typer.Typer) -> None:
                                                   "(default: eager if a modifier needs probabilities, else sdpa)"),
         model: Optional[str] = typer.Option(None, "--model", help="embedded name, folder or .gguf"),
         fmt: str = typer.Option("table", "--format", help="table or json"),
+        adapter: Optional[str] = typer.Option(None, "--adapter", help="a saved `attnlab tune` adapter folder"),
     ):
         """Multiple-choice accuracy (95% bootstrap CI); with --modify, steered vs baseline, paired."""
         from ..evals.run import evaluate
         from ..models import load
 
         items = guarded(lambda: _check_eval(task, modify, split, norm, limit, kernel, model, fmt))
+        if adapter is not None:  # a tuned adapter (attnlab.tune) is one more modifier
+            from ..tune.adapter import read_config
+
+            guarded(lambda: read_config(adapter))
 
         def run():
             m, tok = load(model)
-            mods = _modifiers(modify, m, tok)
+            mods, specs = _modifiers(modify, m, tok), list(modify)
+            if adapter is not None:
+                from ..tune import load as load_adapter
+
+                mods, specs = mods + [load_adapter(adapter, m)], specs + [f"adapter:{adapter}"]
             with _progress() as bar:
                 tick = _tick(bar, bar.add_task("scoring", total=None), str)
-                return evaluate(m, tok, task, mods, modify, split, limit, norm, kernel, progress=tick, items=items)
+                return evaluate(m, tok, task, mods, specs, split, limit, norm, kernel, progress=tick, items=items)
 
         emit(guarded(run), fmt, _eval_table)
 
