@@ -20,6 +20,7 @@ SPECS = ("snapkv:ratio=0.5,window=32", "adaptive:policy=snapkv,ratio=0.75,window
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--new-tokens", type=int, default=16)
+    ap.add_argument("--specs", default=";".join(SPECS), help="';'-separated KV specs")
     ap.add_argument("--out", default="benchmarks/results/kv/batch.json")
     args = ap.parse_args()
     import torch
@@ -32,7 +33,7 @@ def main() -> None:
     texts = [passage(tok, n, start_token=1000 * i) for i, n in enumerate((160, 240, 320, 400))]
     tok.padding_side = "left"
     rows = []
-    for spec in SPECS:
+    for spec in args.specs.split(";"):
         def run(batch):
             enc = tok(batch, return_tensors="pt", padding=True)
             with torch.no_grad(), attnlab.attach(model, kv=spec) as s:
