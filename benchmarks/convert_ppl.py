@@ -31,7 +31,12 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--maps-dir", default="/tmp/attnlab-convert")
     ap.add_argument("--out", default=str(RESULTS / "ppl.json"))
+    ap.add_argument("--variants", default=",".join(f"{k}:{w}" for k, w in VARIANTS),
+                    help="feature_map:window,... (default: all six)")
+    ap.add_argument("--teacher-ppl", type=float, default=None,
+                    help="reuse a teacher perplexity measured on the same eval tokens (skips the baselines)")
     args = ap.parse_args()
+    variants = [(v.split(":")[0], int(v.split(":")[1])) for v in args.variants.split(",")]
     torch.set_num_threads(1)
     import attnlab
     from attnlab.convert import eval_ids, evaluate, save, transfer
@@ -44,14 +49,17 @@ def main() -> None:
     def dump():
         Path(args.out).write_text(json.dumps(res, indent=2))
 
-    t0 = time.perf_counter()
-    res["teacher_ppl"] = evaluate(model, ids)
-    res["teacher_eval_seconds"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    res["window_only_ppl"] = evaluate(model, ids, "streaming", sinks=0, window=64)
-    res["window_only_eval_seconds"] = time.perf_counter() - t0
+    if args.teacher_ppl is None:
+        t0 = time.perf_counter()
+        res["teacher_ppl"] = evaluate(model, ids)
+        res["teacher_eval_seconds"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        res["window_only_ppl"] = evaluate(model, ids, "streaming", sinks=0, window=64)
+        res["window_only_eval_seconds"] = time.perf_counter() - t0
+    else:
+        res["teacher_ppl"] = args.teacher_ppl
     dump()
-    for kind, window in VARIANTS:
+    for kind, window in variants:
         curve = []
         kernel = "hybrid" if window else "linear"
 
