@@ -94,7 +94,7 @@ def _compare(model, ids, keep, logits, args) -> dict:
     """1 rank: save the reference, compare with stock sdpa; N ranks: compare with the reference."""
     import torch.distributed as dist
 
-    ref_path = Path(f"/tmp/attnlab_ring_ref_{args.tokens}.pt")
+    ref_path = Path(f"/tmp/attnlab_ring_ref_{args.tokens}{'' if args.every == 16 else f'_every{args.every}'}.pt")
     if dist.get_world_size() > 1:
         if not ref_path.exists():
             return {"max_abs_diff_vs_1_rank": None, "note": f"no 1-rank reference at {ref_path}"}
