@@ -1,0 +1,50 @@
+"""Which heads LoFiT picks vs the head taxonomy: overlap with induction / retrieval heads,
+against the overlap K random heads would have by chance, plus the random-heads control
+(offsets trained on K random heads, `lofit_3_random` in tune_grid.py).
+
+Reads benchmarks/results/tune/grid_*_{lofit_3,lofit_10,lofit_3_random}_s*.json, computes the
+SmolLM2-135M probes (induction: random tokens repeated, T = 64; retrieval: 2 needles of
+512 tokens), writes benchmarks/results/tune/heads_overlap.json. torch.set_num_threads(1).
+
+    python benchmarks/tune_heads.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+OUT = Path(__file__).parent / "results" / "tune"
+THRESH = {"induction": 0.3, "retrieval": 0.3}
+
+
+def main() -> None:
+    import torch
+
+    import attnlab
+    from attnlab.observe.kinds import run_probes
+
+    torch.set_num_threads(1)
+    model, tok = attnlab.load()
+    probes = run_probes(model, tok, n_needles=2, needle_length=512, induction_length=64)
+    total = len(probes)
+    kinds = {k: {(int(r.layer), int(r.head)) for r in probes.itertuples() if getattr(r, k) >= t}
+             for k, t in THRESH.items()}
+    rows = []
+    for path in sorted(OUT.glob("grid_*_lofit_*_s*.json")):
+        res = json.loads(path.read_text())
+        chosen = {(h[1], h[2]) for h in res["heads"]}
+        row = {"task": res["task"], "run": res["run"], "seed": res["seed"], "k": len(chosen),
+               "test_acc": res["test"]["steered"]["acc"], "base_acc": res["test"]["baseline"]["acc"]}
+        for k, heads in kinds.items():
+            row[f"{k}_overlap"] = len(chosen & heads)
+            row[f"{k}_expected_random"] = len(chosen) * len(heads) / total
+        row["layers"] = sorted(l for l, _ in chosen)
+        rows.append(row)
+        print(json.dumps(row))
+    doc = {"n_heads": total, "kinds": {k: sorted(v) for k, v in kinds.items()}, "thresholds": THRESH, "rows": rows}
+    (OUT / "heads_overlap.json").write_text(json.dumps(doc, indent=1))
+
+
+if __name__ == "__main__":
+    main()
