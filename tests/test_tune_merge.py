@@ -107,3 +107,18 @@ def test_save_load_round_trip_and_base_check(tmp_path, method):
     with pytest.raises(BaseModelMismatch):
         with attach(other, modify=[adapter]):
             pass
+
+
+def test_tuned_heads_grid_marks_the_chosen_heads():
+    import pandas as pd
+
+    from attnlab.tune.report import tuned_heads_section
+
+    model = tiny.llama()
+    adapter = _adapter(model, "lofit")
+    adapter.meta["selection"] = {"scores": {"decoder:0:1": 0.5, "decoder:1:3": 0.25, "decoder:2:0": 0.01}}
+    kinds = pd.DataFrame([{"layer": 0, "head": 1, "kind": "induction"}, {"layer": 2, "head": 0, "kind": "sink"}])
+    title, body = tuned_heads_section(adapter, kinds)
+    assert title == "Tuned heads" and body.count("rgba(200, 60, 30") == 2
+    assert 'title="decoder:0:1, induction, |a| = 0.5000">I</td>' in body
+    assert body.count("<tr>") == 1 + 3  # header + one row per layer
