@@ -6,7 +6,8 @@ Reads benchmarks/results/tune/grid_*_{lofit_3,lofit_10,lofit_3_random}_s*.json, 
 SmolLM2-135M probes (induction: random tokens repeated, T = 64; retrieval: 2 needles of
 512 tokens), writes benchmarks/results/tune/heads_overlap.json. torch.set_num_threads(1).
 
-    python benchmarks/tune_heads.py
+    python benchmarks/tune_heads.py            # fresh probes (slow on this machine)
+    python benchmarks/tune_heads.py --stored   # retrieval heads from the stored steer benchmark
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ OUT = Path(__file__).parent / "results" / "tune"
 THRESH = {"induction": 0.3, "retrieval": 0.3}
 
 
-def main() -> None:
+def stored_kinds() -> tuple[dict, int]:
+    """Retrieval heads from the stored steer benchmark (benchmarks/results/steer_retrieval_heads.json,
+    the Retrieval Head score of SmolLM2-135M on 1024-token needles), without running any probe."""
+    doc = json.loads((OUT.parent / "steer_retrieval_heads.json").read_text())
+    heads = {(r["layer"], r["head"]) for r in doc["top_scores"] if r["score"] >= THRESH["retrieval"]}
+    return {"retrieval": heads}, 30 * 9
+
+
+def probed_kinds() -> tuple[dict, int]:
+    """Induction and retrieval heads from fresh probes (run_probes), and the number of heads."""
     import torch
 
     import attnlab
@@ -27,11 +37,17 @@ def main() -> None:
     torch.set_num_threads(1)
     model, tok = attnlab.load()
     probes = run_probes(model, tok, n_needles=2, needle_length=512, induction_length=64)
-    total = len(probes)
-    kinds = {k: {(int(r.layer), int(r.head)) for r in probes.itertuples() if getattr(r, k) >= t}
-             for k, t in THRESH.items()}
+    return ({k: {(int(r.layer), int(r.head)) for r in probes.itertuples() if getattr(r, k) >= t}
+             for k, t in THRESH.items()}, len(probes))
+
+
+def main() -> None:
+    import sys
+
+    stored = "--stored" in sys.argv
+    kinds, total = stored_kinds() if stored else probed_kinds()
     rows = []
-    for path in sorted(OUT.glob("grid_*_lofit_*_s*.json")):
+    for path in sorted(OUT.glob("*_lofit_*_s*.json")):
         res = json.loads(path.read_text())
         chosen = {(h[1], h[2]) for h in res["heads"]}
         row = {"task": res["task"], "run": res["run"], "seed": res["seed"], "k": len(chosen),
@@ -42,7 +58,7 @@ def main() -> None:
         row["layers"] = sorted(l for l, _ in chosen)
         rows.append(row)
         print(json.dumps(row))
-    doc = {"n_heads": total, "kinds": {k: sorted(v) for k, v in kinds.items()}, "thresholds": THRESH, "rows": rows}
+    doc = {"source": "stored steer_retrieval_heads.json" if stored else "run_probes", "n_heads": total, "kinds": {k: sorted(v) for k, v in kinds.items()}, "thresholds": THRESH, "rows": rows}
     (OUT / "heads_overlap.json").write_text(json.dumps(doc, indent=1))
 
 
