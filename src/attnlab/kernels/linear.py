@@ -140,7 +140,7 @@ def recurrent(fq, fk, v) -> torch.Tensor:
     for t in range(fq.shape[2]):
         s, z = fold((s, z), fk[:, :, t:t + 1], v[:, :, t:t + 1])
         num, den = torch.matmul(fq[:, :, t:t + 1], s), torch.matmul(fq[:, :, t:t + 1], z[..., None])[..., 0]
-        outs.append(num / den[..., None])
+        outs.append(num / torch.where(den > 0, den, torch.ones_like(den))[..., None])
     return torch.cat(outs, dim=2)
 
 
