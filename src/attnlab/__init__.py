@@ -6,6 +6,8 @@ function that needs them is called.
 
 from __future__ import annotations
 
+from ._lazy import exports as _exports
+
 __version__ = "0.1.0"
 
 _EXPORTS = {
@@ -26,10 +28,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'attnlab' has no attribute {name!r}")
+__getattr__ = _exports(__name__, _EXPORTS)

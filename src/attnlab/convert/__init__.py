@@ -10,14 +10,10 @@ Nothing is imported until used:
 
 from __future__ import annotations
 
+from .._lazy import exports as _exports
+
 _WHERE = {"Maps": "maps", "LayerMaps": "maps", "FeatureMap": "maps", "KINDS": "maps", "StateCache": "cache",
           "transfer": "train", "evaluate": "train", "eval_ids": "train", "build_maps": "train",
           "save": "saved", "load": "saved", "lora_stage": "lora"}
 
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'attnlab.convert' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+__getattr__ = _exports(__name__, {name: f"{__name__}.{module}" for name, module in _WHERE.items()})

@@ -11,6 +11,8 @@ See docs/distributed.md. Nothing is imported until used.
 
 from __future__ import annotations
 
+from .._lazy import exports as _exports
+
 _EXPORTS = {
     "forward": "attnlab.distributed.api",
     "generate": "attnlab.distributed.api",
@@ -25,10 +27,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'attnlab.distributed' has no attribute {name!r}")
+__getattr__ = _exports(__name__, _EXPORTS)

@@ -9,6 +9,8 @@ Nothing is imported until used.
 
 from __future__ import annotations
 
+from .._lazy import exports as _exports
+
 _EXPORTS = {
     "train": "attnlab.tune.api",
     "load": "attnlab.tune.saved",
@@ -25,10 +27,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'attnlab.tune' has no attribute {name!r}")
+__getattr__ = _exports(__name__, _EXPORTS)
