@@ -103,13 +103,15 @@ def _matmul_into(query: torch.Tensor, keys: torch.Tensor, out: torch.Tensor) -> 
 
 
 def logits(call: AttnCall, q0: int = 0, q1: int | None = None, k0: int = 0, k1: int | None = None,
-           out: torch.Tensor | None = None) -> torch.Tensor:
+           out: torch.Tensor | None = None, mask: bool = True) -> torch.Tensor:
     """Masked, scaled, soft-capped, biased fp32 logits of queries [q0, q1) on keys [k0, k1): [B, H, q, k].
 
     GQA is served without repeating keys (the G query heads of a key/value head are
     stacked along the query axis of one product). out: optional fp32 buffer of at least
     B*H*q*k elements to write into (the statistics kernel reuses one); with it the
     arithmetic runs in place (no autograd), without it out of place (gradients flow).
+    mask=False leaves the masking to the caller (only for `causal_only` calls, whose
+    future keys the statistics kernel's native softmax masks itself).
     """
     q1 = call.q_len if q1 is None else q1
     k1 = call.k_len if k1 is None else k1
@@ -139,7 +141,16 @@ def logits(call: AttnCall, q0: int = 0, q1: int | None = None, k0: int = 0, k1: 
         if term is not None:
             term = term[:, :, q0:q1, k0:k1].float()
             scores = scores.add_(term) if out is not None else scores + term
+    if not mask:
+        if not causal_only(call):
+            raise ValueError("logits(mask=False) is only for causal calls without a mask or window")
+        return scores
     return _mask(call, scores, q0, q1, k0, k1, in_place=out is not None)
+
+
+def causal_only(call: AttnCall) -> bool:
+    """Whether the only keys hidden from a query are its future ones (no mask tensor, no window)."""
+    return call.mask is None and call.positional and call.causal and call.sliding_window is None
 
 
 def _mask(call: AttnCall, scores: torch.Tensor, q0: int, q1: int, k0: int, k1: int, in_place: bool) -> torch.Tensor:
@@ -147,8 +158,7 @@ def _mask(call: AttnCall, scores: torch.Tensor, q0: int, q1: int, k0: int, k1: i
     if call.mask is None and (not call.positional or (not call.causal and call.sliding_window is None)):
         return scores  # every key is visible: nothing to mask
     low = torch.finfo(scores.dtype).min
-    causal_only = (call.mask is None and call.positional and call.causal and call.sliding_window is None)
-    if in_place and causal_only:
+    if in_place and causal_only(call):
         # only the square of keys [own, own + q) can lie in a query's future
         own, q = q0 + call.q_offset - k0, q1 - q0
         i = torch.arange(q, device=scores.device)

@@ -12,10 +12,12 @@ rows: values the kernel has cheaply: "lse" = ln sum_j exp(s_ij) and "key_mean" =
 p_ij j ([B, H, q] fp32; key_mean None for non-fp32 values on the torch path), and on the
 native path also "dot" = sum_j p_ij s_ij [B, H, q] and "col" = sum_i p_ij [B, H, K'].
 
-Native path (`attnlab.native`, a small C file compiled on first use): dot, key_mean and
-col in one sweep over the block instead of three torch passes (P itself always comes from
-torch's softmax, as in eager); without a C compiler (or with ATTNLAB_NATIVE=0) the same
-quantities come from torch operations.
+Native path (`attnlab.native`, a small C file compiled on first use): P = softmax(S) and
+lse, dot, key_mean and col in one sweep per row (the row stays in the core's cache)
+instead of torch's softmax and four more passes over the block; its exp is a vectorized
+polynomial, so P differs from torch's softmax by ~1 ulp. Without a C compiler (or with
+ATTNLAB_NATIVE=0) P comes from torch's softmax, as in eager, and the sums from torch
+operations.
 
 GQA is served without repeating keys: the G query heads of a key/value head are stacked
 along the query axis of one matmul. Output equals `eager`'s up to float rounding (the
@@ -35,7 +37,7 @@ from ..core import scores as sc
 from ..core.call import AttnCall, KernelOutput
 from ..core.hooks import Hooks
 from ..core.scores import key_range, lse_from_top
-from ..native import rowpass, rowpass_library
+from ..native import rowpass_library, softmax_rows
 
 
 def covers(call: AttnCall, hooks: Hooks) -> bool:
@@ -104,8 +106,8 @@ def _lse(call: AttnCall, scores: torch.Tensor, probs: torch.Tensor, q0: int, lo:
 def forward(call: AttnCall, hooks: Hooks, block_size: int | None = 256) -> KernelOutput:
     """Exact attention in query blocks of `block_size` (None = one block), each on its visible keys.
 
-    Per block: logits S, P = softmax(S) (as `eager`, so outputs follow eager's rounding),
-    one matmul P @ [V | j] (output and key-position mean), and lse (`_lse`). Observers get
+    Per block: logits S, P = softmax(S) with its row sums (native) or torch's softmax, one
+    matmul P @ [V | j] (output and key-position mean), and lse (`_lse`). Observers get
     P, S and rows {"lse", "key_mean"} [B, H, q]. S and P live in two buffers reused by
     every block and call (`scratch`), so observers must not keep them. With the buffers
     reused, 256-query blocks measured fastest on SmolLM2 (one layer at 8192 tokens, 2
@@ -121,6 +123,7 @@ def forward(call: AttnCall, hooks: Hooks, block_size: int | None = 256) -> Kerne
     b, h_kv, g = call.batch, call.num_kv_heads, call.groups
     dv = call.value.shape[-1]
     native = call.device.type == "cpu" and rowpass_library() is not None
+    in_c = native and sc.causal_only(call)  # the C softmax masks the future keys itself
     ext = None if native else _values_with_positions(call)
     step = min(block_size or call.q_len, call.q_len)
     s_buf, p_buf = scratch(b * h_kv * g * step * call.k_len, call.query.device)
@@ -129,14 +132,15 @@ def forward(call: AttnCall, hooks: Hooks, block_size: int | None = 256) -> Kerne
         q1 = min(call.q_len, q0 + step)
         q = q1 - q0
         lo, hi = key_range(call, q0, q1)
-        scores = sc.logits(call, q0, q1, lo, hi, out=s_buf)  # [B, H, q, K']
+        scores = sc.logits(call, q0, q1, lo, hi, out=s_buf, mask=not in_c)  # [B, H, q, K']
         probs = p_buf[:scores.numel()].view(scores.shape)
         flat = probs.view(b, h_kv, g * q, hi - lo)
-        torch.softmax(scores, dim=-1, out=probs)  # as eager: the model's outputs keep eager's rounding
-        rows = {"lse": _lse(call, scores, probs, q0, lo), "key_mean": None}
-        if native:  # the statistics' row and column sums in one C sweep
-            dot, key_mean, col = rowpass(scores, probs)
-            rows.update(key_mean=key_mean + lo, dot=dot, col=col)
+        if native:  # softmax (and causal masking) and the statistics' row and column sums in one C sweep per row
+            lse, dot, key_mean, col = softmax_rows(scores, probs, q0 + call.q_offset - lo if in_c else None)
+            rows = {"lse": lse, "key_mean": key_mean + lo, "dot": dot, "col": col}
+        else:
+            torch.softmax(scores, dim=-1, out=probs)
+            rows = {"lse": _lse(call, scores, probs, q0, lo), "key_mean": None}
         if ext is None:
             out = torch.matmul(flat.to(call.value.dtype), call.value[:, :, lo:hi])
         else:

@@ -65,31 +65,37 @@ def rowpass_library():
                 if not target.exists():
                     _build(cc, target)
                 lib = ctypes.CDLL(str(target))
-                lib.rowpass.restype = None
-                lib.rowpass.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long, ctypes.c_long, ctypes.c_long,
-                                        ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+                lib.softmax_rows.restype = None
+                lib.softmax_rows.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long, ctypes.c_long,
+                                             ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p,
+                                             ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
             except (OSError, subprocess.CalledProcessError):
                 lib = None
         _loaded["rowpass"] = lib
         return lib
 
 
-def rowpass(scores, probs):
-    """Row and column sums of one block: scores [B, H, q, K] (masked logits) and probs = their softmax.
+def softmax_rows(scores, probs, own: int | None = None):
+    """Softmax of one block and its row and column sums: scores [B, H, q, K] (masked logits).
 
-    Contiguous fp32 CPU tensors of one shape. Returns (dot, key_mean, col): dot = sum_j
-    p_ij s_ij and key_mean = sum_j p_ij j (j from 0 at the block's first key), each
-    [B, H, q] fp32; col = sum_i p_ij, [B, H, K] fp64. Requires `rowpass_library()`.
+    Writes probs (same shape) = softmax(scores) over the last axis. own: for a causal block
+    whose future keys are not masked yet, the key index (from the block's first key) of the
+    first query's own position: query row i sees keys < own + i + 1, the others are set to
+    the fp32 minimum in scores and to 0 in probs; None: scores are masked already. Contiguous fp32 CPU
+    tensors of one shape. Returns (lse, dot, key_mean, col): lse = ln sum_j exp(s_ij),
+    dot = sum_j p_ij s_ij and key_mean = sum_j p_ij j (j from 0 at the block's first key),
+    each [B, H, q] fp32; col = sum_i p_ij, [B, H, K] fp64. Requires `rowpass_library()`.
     """
     import torch
 
     ok = all(t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous() for t in (scores, probs))
     if not ok or scores.shape != probs.shape:  # the C code walks raw memory
-        raise ValueError("rowpass: scores and probs must be contiguous fp32 CPU tensors of one shape")
+        raise ValueError("softmax_rows: scores and probs must be contiguous fp32 CPU tensors of one shape")
     lib = rowpass_library()
     b, h, q, k = scores.shape
     threads = max(1, torch.get_num_threads())
-    dot, mean = torch.empty(b, h, q), torch.empty(b, h, q)
+    lse, dot, mean = torch.empty(b, h, q), torch.empty(b, h, q), torch.empty(b, h, q)
     col = torch.empty(threads, b, h, k, dtype=torch.float64)
-    lib.rowpass(scores.data_ptr(), probs.data_ptr(), b * h, q, k, dot.data_ptr(), mean.data_ptr(), col.data_ptr(), threads)
-    return dot, mean, col.sum(0) if threads > 1 else col[0]
+    lib.softmax_rows(scores.data_ptr(), probs.data_ptr(), b * h, q, k, k if own is None else own, lse.data_ptr(),
+                     dot.data_ptr(), mean.data_ptr(), col.data_ptr(), threads)
+    return lse, dot, mean, col.sum(0) if threads > 1 else col[0]
