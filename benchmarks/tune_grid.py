@@ -5,6 +5,7 @@ per run in benchmarks/results/tune/ (existing ones are skipped, so the grid resu
 Runs with torch.set_num_threads(1) (the machine is shared).
 
     python benchmarks/tune_grid.py --task sports_understanding --steps 30 --seed 0
+    python benchmarks/tune_grid.py --model gemma3-270m --tag gemma3 --task hyperbaton --steps 24 --seed 0
 """
 
 from __future__ import annotations
@@ -68,9 +69,10 @@ def main() -> None:
     ap.add_argument("--test-items", type=int, default=200)
     ap.add_argument("--dev-items", type=int, default=32)
     ap.add_argument("--tag", default="grid")
+    ap.add_argument("--model", default=None, help="attnlab.load() name (default SmolLM2-135M), e.g. gemma3-270m")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    model, tok = attnlab.load()
+    model, tok = attnlab.load(a.model)
     budget = dict(steps=a.steps, batch_size=a.batch_size, train_items=a.train_items, test_items=a.test_items,
                   dev_items=a.dev_items)
     test = task_splits(a.task, a.train_items, a.test_items).test
@@ -85,6 +87,7 @@ def main() -> None:
         if path.exists():
             continue
         res = run_one(model, tok, a.task, name, RUNS[name], base, budget, a.seed)
+        res["model"] = a.model or "smollm2-135m"
         path.write_text(json.dumps(res, indent=1))
         t = res["test"]
         print(f"{a.task} {name} seed {a.seed}: base {t['baseline']['acc']:.3f} tuned {t['steered']['acc']:.3f} "
