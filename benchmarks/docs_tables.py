@@ -86,6 +86,16 @@ def steer_retrieval_heads(path: Path) -> str:
     return "\n".join(lines) + _source(path)
 
 
+def head_stats(path: Path) -> str:
+    """Streamed head statistics vs a plain SDPA forward (benchmarks/head_stats.py --out)."""
+    import head_stats as hs
+
+    doc = json.loads(path.read_text())
+    return (hs.report(doc["runs"], doc["tokens"]) + f"\n\n`{doc['command']}`, started {doc['started']} "
+            f"(load average {doc['load_average_at_start']:.2f}); statistics within "
+            f"{doc['parity_max_diff']:.1e} of the eager-map reference at 512 tokens." + _source(path))
+
+
 def tables() -> dict[str, str]:
     """File name in docs/generated -> its content."""
     out = {"arch_matrix.md": arch_matrix()}
@@ -93,6 +103,8 @@ def tables() -> dict[str, str]:
         out[f"{bench.parent.name}.md"] = sparse(bench)
     for path in sorted(RESULTS.glob("dispatch_overhead_*.json")):
         out[f"{path.stem}.md"] = dispatch_overhead(path)
+    for path in sorted(RESULTS.glob("head_stats_*.json")):
+        out[f"{path.stem}.md"] = head_stats(path)
     out["steer_overhead.md"] = steer_overhead(RESULTS / "steer_overhead.json")
     out["steer_retrieval_heads.md"] = steer_retrieval_heads(RESULTS / "steer_retrieval_heads.json")
     return out

@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 
 def _inputs(tok, model, n: int) -> dict:
@@ -141,11 +142,14 @@ def main() -> None:
     p.add_argument("--maps-repeats", type=int, default=1)
     p.add_argument("--block-size", type=int, default=256)
     p.add_argument("--threads", type=int, default=None, help="torch threads per variant (default: torch's)")
+    p.add_argument("--out", default=None, help="also write the runs to this JSON file (docs_tables.py renders it)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
         return child(a.child, a.tokens[0], a.block_size, a.threads)
-    print(f"parity at 512 tokens: max |streamed - maps| = {parity():.2e}", flush=True)
+    started, load = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.getloadavg()[0]
+    max_diff = parity()
+    print(f"parity at 512 tokens: max |streamed - maps| = {max_diff:.2e}", flush=True)
     runs = []
     for n in a.tokens:
         for i in range(a.repeats):  # alternate the order so drifting machine load hits both
@@ -160,23 +164,28 @@ def main() -> None:
                 else:
                     runs.append(run("maps", n, a.block_size, a.threads))
                 print(json.dumps(runs[-1]), flush=True)
-    report(runs, a.tokens)
+    print("\n" + report(runs, a.tokens))
+    if a.out:
+        doc = {"command": "python3 benchmarks/head_stats.py " + " ".join(sys.argv[1:]), "started": started,
+               "load_average_at_start": load, "parity_max_diff": max_diff, "tokens": a.tokens, "runs": runs}
+        Path(a.out).write_text(json.dumps(doc, indent=1) + "\n")
 
 
-def report(runs: list[dict], lengths) -> None:
-    print("\n| tokens | variant | median s | ratio s | peak RSS MB | ratio RSS | runs (s) |")
-    print("|---|---|---|---|---|---|---|")
+def report(runs: list[dict], lengths) -> str:
+    """The markdown table: per length and variant, median seconds and peak RSS and their ratios to sdpa."""
+    lines = ["| tokens | variant | median s | ratio s | peak RSS MB | ratio RSS | runs (s) |",
+             "|---|---|---|---|---|---|---|"]
     for n in lengths:
         base = _summary(runs, "sdpa", n)
         for variant in ("sdpa", "stats", "maps"):
             s = _summary(runs, variant, n)
             if s is None or base is None:
                 continue
-            print(f"| {n} | {variant} | {s['seconds']:.1f} | {s['seconds'] / base['seconds']:.2f}x | "
-                  f"{s['rss_mb']:.0f} | {s['rss_mb'] / base['rss_mb']:.2f}x | {s['all_seconds']} |")
-    for r in runs:
-        if "error" in r:
-            print(f"{r['variant']} at {r['tokens']}: {r['error']}")
+            lines.append(f"| {n} | {variant} | {s['seconds']:.1f} | {s['seconds'] / base['seconds']:.2f}x | "
+                         f"{s['rss_mb']:.0f} | {s['rss_mb'] / base['rss_mb']:.2f}x | "
+                         f"{', '.join(f'{x:.1f}' for x in s['all_seconds'])} |")
+    lines += [f"{r['variant']} at {r['tokens']}: {r['error']}" for r in runs if "error" in r]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
