@@ -44,7 +44,10 @@ def row(task: str, name: str, rs: list, lora_params: dict) -> str:
     delta = f"{statistics.mean(r['test']['delta']['delta'] for r in rs):+.3f}" + (
         f" [{d['lo']:+.3f}, {d['hi']:+.3f}]" if len(rs) == 1 else "")
     p = rs[0]["trainable_params"]
-    ratio = f"1/{lora_params[task] / p:.0f}" if lora_params.get(task) and p else ""
+    ratio = ""
+    if lora_params.get(task) and p:
+        x = lora_params[task] / p
+        ratio = f"1/{x:.0f}" if x >= 1 else f"{1 / x:.0f}x"
     secs = statistics.mean(r["train_seconds"] for r in rs)
     tps = statistics.mean(r["tokens_per_s"] for r in rs)
     extra = f" ({len(rs[0]['open_heads'])} open)" if rs[0].get("open_heads") is not None else ""
