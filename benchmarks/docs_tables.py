@@ -96,6 +96,17 @@ def head_stats(path: Path) -> str:
             f"{doc['parity_max_diff']:.1e} of the eager-map reference at 512 tokens." + _source(path))
 
 
+def tune() -> dict[str, str]:
+    """Head-level tuning: the 3-seed grid, Gemma3, data efficiency, heads vs the taxonomy (tune_table.py)."""
+    import tune_table as tt
+
+    src = RESULTS / "tune"
+    out = {f"tune_{tag}.md": tt.table(tag) + _source(src / f"{tag}_*.json") for tag in ("grid", "gemma3")}
+    out["tune_data_hyperbaton.md"] = tt.data_table("hyperbaton") + _source(src / "data*_hyperbaton_*.json")
+    out["tune_heads.md"] = tt.heads_table() + _source(src / "heads_overlap.json")
+    return out
+
+
 def tables() -> dict[str, str]:
     """File name in docs/generated -> its content."""
     out = {"arch_matrix.md": arch_matrix()}
@@ -107,6 +118,7 @@ def tables() -> dict[str, str]:
         out[f"{path.stem}.md"] = head_stats(path)
     out["steer_overhead.md"] = steer_overhead(RESULTS / "steer_overhead.json")
     out["steer_retrieval_heads.md"] = steer_retrieval_heads(RESULTS / "steer_retrieval_heads.json")
+    out.update(tune())
     return out
 
 

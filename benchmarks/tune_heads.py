@@ -2,12 +2,15 @@
 against the overlap K random heads would have by chance, plus the random-heads control
 (offsets trained on K random heads, `lofit_3_random` in tune_grid.py).
 
-Reads benchmarks/results/tune/grid_*_{lofit_3,lofit_10,lofit_3_random}_s*.json, computes the
-SmolLM2-135M probes (induction: random tokens repeated, T = 64; retrieval: 2 needles of
-512 tokens), writes benchmarks/results/tune/heads_overlap.json. torch.set_num_threads(1).
+Reads the SmolLM2-135M grid runs benchmarks/results/tune/grid_*_{lofit_3,lofit_10,lofit_3_random}_s*.json,
+computes the SmolLM2-135M probes (induction: random tokens repeated, T = 64; retrieval: 2
+needles of 512 tokens), writes benchmarks/results/tune/heads_overlap.json (per run) with a
+summary per task and method (mean overlap over seeds vs the chance expectation).
+torch.set_num_threads(1).
 
-    python benchmarks/tune_heads.py            # fresh probes (slow on this machine)
+    python benchmarks/tune_heads.py            # fresh probes (~1-2 min) -> heads_overlap.json
     python benchmarks/tune_heads.py --stored   # retrieval heads from the stored steer benchmark
+                                               #   -> heads_overlap_stored.json
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ def main() -> None:
     stored = "--stored" in sys.argv
     kinds, total = stored_kinds() if stored else probed_kinds()
     rows = []
-    for path in sorted(OUT.glob("*_lofit_*_s*.json")):
+    for path in sorted(OUT.glob("grid_*_lofit_*_s*.json")):  # SmolLM2 runs only: the probes are SmolLM2's
         res = json.loads(path.read_text())
         chosen = {(h[1], h[2]) for h in res["heads"]}
         row = {"task": res["task"], "run": res["run"], "seed": res["seed"], "k": len(chosen),
@@ -58,8 +61,19 @@ def main() -> None:
         row["layers"] = sorted(l for l, _ in chosen)
         rows.append(row)
         print(json.dumps(row))
-    doc = {"source": "stored steer_retrieval_heads.json" if stored else "run_probes", "n_heads": total, "kinds": {k: sorted(v) for k, v in kinds.items()}, "thresholds": THRESH, "rows": rows}
-    (OUT / "heads_overlap.json").write_text(json.dumps(doc, indent=1))
+    summary = []
+    for key in sorted({(r["task"], r["run"]) for r in rows}):
+        group = [r for r in rows if (r["task"], r["run"]) == key]
+        entry = {"task": key[0], "run": key[1], "seeds": len(group), "k": group[0]["k"]}
+        for k in kinds:
+            entry[f"{k}_overlap_mean"] = sum(r[f"{k}_overlap"] for r in group) / len(group)
+            entry[f"{k}_expected_random"] = group[0][f"{k}_expected_random"]
+        summary.append(entry)
+        print(json.dumps(entry))
+    doc = {"source": "stored steer_retrieval_heads.json" if stored else "run_probes", "n_heads": total,
+           "kinds": {k: sorted(v) for k, v in kinds.items()}, "thresholds": THRESH, "summary": summary, "rows": rows}
+    name = "heads_overlap_stored.json" if stored else "heads_overlap.json"
+    (OUT / name).write_text(json.dumps(doc, indent=1))
 
 
 if __name__ == "__main__":

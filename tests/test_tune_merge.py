@@ -3,6 +3,7 @@ process that never imports attnlab; adapters refuse other base models; save/load
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -122,3 +123,44 @@ def test_tuned_heads_grid_marks_the_chosen_heads():
     assert title == "Tuned heads" and body.count("rgba(200, 60, 30") == 2
     assert 'title="decoder:0:1, induction, |a| = 0.5000">I</td>' in body
     assert body.count("<tr>") == 1 + 3  # header + one row per layer
+
+
+def test_inspect_with_adapter_draws_the_tuned_heads_in_the_report(tmp_path):
+    """`attnlab inspect --adapter DIR`: report.html gets the grid; another base model or a bad folder is a clear error."""
+    from typer.testing import CliRunner
+
+    from attnlab import load as load_model
+    from attnlab.cli import build_app
+    from helpers import save_tiny_llama
+
+    folder = save_tiny_llama(tmp_path / "model")
+    model, _ = load_model(str(folder))
+    adapter = _adapter(model, "lofit")
+    adapter.meta["selection"] = {"scores": {"decoder:0:1": 0.5, "decoder:1:3": 0.25}}
+    adapter.save(tmp_path / "adapter")
+    runner = CliRunner()
+    args = ["inspect", "--model", str(folder), "--no-probes", "--max-tokens", "32", "--format", "json"]
+    result = runner.invoke(build_app(), args + ["--out", str(tmp_path / "out"), "--adapter", str(tmp_path / "adapter")])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "Tuned heads" in page and "lofit: 2 tuned heads" in page
+    assert page.count("rgba(200, 60, 30") == 2
+    doc = json.loads((tmp_path / "out" / "heads.json").read_text())
+    kind = next(h["kind"] for h in doc["heads"] if (h["layer"], h["head"]) == (0, 1))
+    assert f'title="decoder:0:1, {kind}, |a| = 0.5000"' in page  # lettered by this run's taxonomy
+    assert "--adapter" in doc["command"]
+
+    other = tmp_path / "other"
+    save_tiny_llama(other)
+    with torch.no_grad():  # same shapes, other weights
+        m2, _ = load_model(str(other))
+        m2.model.layers[0].mlp.up_proj.weight.add_(1e-3)
+        m2.save_pretrained(other)
+    result = runner.invoke(build_app(), args + ["--model", str(other), "--out", str(tmp_path / "out2"),
+                                                "--adapter", str(tmp_path / "adapter")])
+    assert result.exit_code != 0 and "load it onto its own base model" in result.output
+    assert "Traceback" not in result.output
+
+    result = runner.invoke(build_app(), args + ["--out", str(tmp_path / "out3"), "--adapter", str(tmp_path / "nope")])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert not (tmp_path / "out3" / "heads.json").exists()  # refused before any work

@@ -81,17 +81,25 @@ def register(app: typer.Typer) -> None:
         map_heads: Optional[str] = typer.Option(None, "--map-heads",
                                                 help="heads whose maps report.html embeds, e.g. 3.1,5.2 or decoder.cross:1.0 (default: 12 varied)"),
         fmt: str = typer.Option("table", "--format", help="table or json"),
+        adapter: Optional[Path] = typer.Option(None, "--adapter",
+                                               help="a saved `attnlab tune` adapter folder: report.html gets a "
+                                                    "'Tuned heads' grid of its heads beside the taxonomy"),
     ):
         """Per-head attention statistics and head kinds; writes DIR/heads.csv and DIR/heads.json.
 
-        With no --text/--prompt the input is the first 512 tokens of Hamlet.
+        With no --text/--prompt the input is the first 512 tokens of Hamlet. The statistics
+        are the base model's; --adapter only adds the tuned heads to the report.
         """
         from ..observe.inspect import inspect_model
 
         text, probes = guarded(lambda: _check(model, text_file, prompt, max_tokens, map_heads, fmt, not no_probes))
+        if adapter is not None:  # its adapter.json is read (and its format checked) before any work
+            from ..tune.adapter import read_config
+
+            guarded(lambda: read_config(adapter))
         command = "attnlab inspect " + " ".join(shlex.quote(a) for a in _argv(
             model=model, text=text_file, prompt=prompt, max_tokens=max_tokens, out=out, no_probes=no_probes,
-            png=png, map_heads=map_heads))
+            png=png, map_heads=map_heads, adapter=adapter))
         from ..distributed.inspect import launched
 
         rank0 = not launched() or os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 prints
@@ -112,7 +120,8 @@ def register(app: typer.Typer) -> None:
                         return None
             for message in data.get("notes", []):
                 note(message)
-            data["report"] = report_for_inspect(model, out, text, max_tokens, png=png, map_heads=map_heads)
+            data["report"] = report_for_inspect(model, out, text, max_tokens, png=png, map_heads=map_heads,
+                                                adapter=adapter)
             data["files"] += [data["report"]["report"], *data["report"]["pngs"]]
             return data
 

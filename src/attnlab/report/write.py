@@ -63,16 +63,26 @@ def head_label(head: tuple) -> str:
 
 
 def report_for_inspect(model_name: str | None, out_dir, text: str | None = None, max_tokens: int | None = None,
-                       png: bool = False, map_heads: str | None = None) -> dict:
+                       png: bool = False, map_heads: str | None = None, adapter=None) -> dict:
     """What `attnlab inspect` runs after writing heads.json: the same model and input -> report.
 
     The input is resolved exactly as inspect resolves it (`observe.inspect.resolve_text`),
-    so the token view shows the tokens the statistics were computed on.
+    so the token view shows the tokens the statistics were computed on. adapter: a saved
+    `attnlab tune` folder; it is loaded onto the model (a different base model is refused)
+    and its heads are drawn as a "Tuned heads" grid lettered by the heads.json taxonomy.
     """
     from ..models import load
     from ..observe.inspect import resolve_text
+    from .data import load_heads
 
     model, tokenizer = load(model_name)
     text, truncate = resolve_text(model, tokenizer, text, max_tokens)
+    sections = []
+    if adapter is not None:
+        from ..tune import load as load_adapter
+        from ..tune.report import tuned_heads_section
+
+        doc = load_heads(Path(out_dir) / "heads.json")
+        sections.append(tuned_heads_section(load_adapter(adapter, model), kinds=doc.get("heads")))
     return write_report(out_dir, model, tokenizer, text, max_tokens=max_tokens, truncate=truncate,
-                        map_heads=map_heads, png=png)
+                        map_heads=map_heads, png=png, sections=sections)

@@ -5,7 +5,8 @@
 
 Each cell is one head: filled when the adapter tunes it, shaded by its step-1 score |a_h|
 (lofit) when there is one, and labelled with its taxonomy kind (`attnlab.head_kinds`) when
-a kinds DataFrame is given, so tuned heads can be compared with the taxonomy at a glance.
+kinds are given (a DataFrame or heads.json's "heads" rows), so tuned heads can be compared
+with the taxonomy at a glance. `attnlab inspect --adapter DIR` adds this grid to report.html.
 """
 
 from __future__ import annotations
@@ -16,9 +17,18 @@ SHORT = {"retrieval": "R", "induction": "I", "previous-token": "P", "sink": "S",
 
 
 def _kind_map(kinds) -> dict:
+    """(stack, layer, head) and (layer, head) -> kind, from a DataFrame or a list of row dicts."""
     if kinds is None:
         return {}
-    return {(int(r["layer"]), int(r["head"])): str(r["kind"]) for _, r in kinds.iterrows()}
+    rows = [r for _, r in kinds.iterrows()] if hasattr(kinds, "iterrows") else list(kinds)
+    out = {}
+    for r in rows:
+        if r.get("kind") is None:
+            continue
+        out.setdefault((int(r["layer"]), int(r["head"])), str(r["kind"]))  # short form (single-stack)
+        if r.get("stack") is not None:
+            out[(str(r["stack"]), int(r["layer"]), int(r["head"]))] = str(r["kind"])
+    return out
 
 
 def _cell(tuned: bool, score: float | None, top: float, kind: str, label: str) -> str:
@@ -41,7 +51,8 @@ def tuned_heads_section(adapter, kinds=None, title: str = "Tuned heads") -> tupl
     head = "".join(f"<th>{h}</th>" for h in range(width))
     rows = []
     for s, l, H, *_ in sites:
-        cells = "".join(_cell((s, l, h) in chosen, scores.get(f"{s}:{l}:{h}"), top, kmap.get((l, h), ""),
+        cells = "".join(_cell((s, l, h) in chosen, scores.get(f"{s}:{l}:{h}"), top,
+                              kmap.get((s, l, h), kmap.get((l, h), "")),
                               f"{s}:{l}:{h}") for h in range(int(H)))
         rows.append(f"<tr><th>{escape(s)}:{l}</th>{cells}</tr>")
     note = (f"<p>{escape(adapter.method)}: {len(chosen)} tuned heads (filled), shade = step-1 score; "
