@@ -10,6 +10,16 @@ and decodes greedily. The question (the last prompt tokens) is protected: keep_l
 token count, as kvpress's pipeline keeps its `question`. Per run: correct, cache bytes held,
 decode tokens/s, peak RSS during decode (VmHWM reset before decoding), build seconds
 (scoring + compression, the prefill overhead).
+
+Two protocols (`--protocol`):
+  prompt   (default) the whole prompt, question included, is prefilled and compressed;
+           the question tokens are protected (keep_last) and, for snapkv / adaptive, are
+           the observation window: question-aware compression.
+  context  kvpress's pipeline: only the context (the prompt without the question) is
+           prefilled and compressed (keep_last = 0); the question is then fed through the
+           compressed cache as one multi-token step under attach(kv=...), uncompressed,
+           and decoding follows: question-agnostic compression, the same token ids and
+           protocol as benchmarks/kv_kvpress_run.py.
 """
 
 from __future__ import annotations
@@ -44,7 +54,20 @@ def cases(tok, n_tokens: int, needles: int):
     return make_cases(tok, shakespeare("hamlet"), [n_tokens], depths, seed=14)
 
 
-def run_case(model, tok, case, policies, ratios, new_tokens: int, progress, task) -> list[dict]:
+def feed(model, cache, question, spec):
+    """The question [1, q] through the compressed cache under attach(kv=spec): the next token."""
+    import torch
+
+    import attnlab
+    from attnlab.models import cache_kwarg
+
+    with torch.no_grad(), attnlab.attach(model, kernel="sdpa", kv=spec):
+        out = model(input_ids=question, use_cache=True, **{cache_kwarg(model): cache})
+    return out.logits[:, -1:].argmax(-1)
+
+
+def run_case(model, tok, case, policies, ratios, new_tokens: int, progress, task,
+             protocol: str = "prompt") -> list[dict]:
     import torch
 
     from attnlab.bench.needles import is_correct
@@ -53,19 +76,24 @@ def run_case(model, tok, case, policies, ratios, new_tokens: int, progress, task
     question = case.prompt[case.prompt.rindex(QUESTION):]
     keep_last = len(tok(question, add_special_tokens=False)["input_ids"])
     ids = tok(case.prompt, return_tensors="pt")["input_ids"]
+    if protocol == "context":  # the same token ids as kvpress's run: context, then the question
+        ids, question_ids = ids[:, :-keep_last], ids[:, -keep_last:]
+        keep_last = 0
     pre = replay.capture(model, ids)
     rows, memo = [], {}  # memo: a scorer's scores serve all its ratios (build_seconds: first ratio pays)
     specs = [("none", None, "none")] + [(p, r, (f"adaptive:policy=snapkv,ratio={r}" if p == "adaptive" else
-                                                 f"{p}:ratio={r}") + f",keep_last={keep_last}")
+                                                 f"{p}:ratio={r}") + (f",keep_last={keep_last}" if keep_last else ""))
                                         for p in policies for r in ratios]
     for policy, ratio, spec in specs:
         start = time.perf_counter()
         cache = replay.build_cache(model, pre, spec, memo)
         build = time.perf_counter() - start
         reset_peak_rss()
-        tokens, stats = replay.greedy(model, cache, pre.next_token, new_tokens, spec)
+        first = pre.next_token if protocol == "prompt" else feed(model, cache, question_ids, spec)
+        tokens, stats = replay.greedy(model, cache, first, new_tokens, spec)
         text = tok.decode(tokens[0])
-        rows.append(dict(policy=policy, ratio=ratio, spec=spec, depth=case.depth, n_tokens=int(ids.shape[1]),
+        rows.append(dict(policy=policy, ratio=ratio, spec=spec, protocol=protocol, depth=case.depth,
+                         n_tokens=int(ids.shape[1]),
                          answer=case.answer, generated=text, correct=is_correct(case, text),
                          kv_bytes=stats["kv_bytes"], decode_tokens_per_s=stats["tokens_per_s"],
                          peak_rss_decode_mb=peak_rss_mb(), build_seconds=build, prefill_seconds=pre.seconds))
@@ -82,6 +110,9 @@ def main() -> None:
     ap.add_argument("--policies", default=",".join(POLICIES))
     ap.add_argument("--ratios", default=",".join(map(str, RATIOS)))
     ap.add_argument("--out", default="benchmarks/results/kv/needles_4096.json")
+    ap.add_argument("--protocol", choices=("prompt", "context"), default="prompt",
+                    help="prompt: compress the whole prompt (question protected); context: kvpress's protocol")
+    ap.add_argument("--pick", default=None, help="only these needles (indices, e.g. 0,2,4)")
     args = ap.parse_args()
     import torch
     from rich.progress import Progress
@@ -92,11 +123,13 @@ def main() -> None:
     model, tok = attnlab.load()
     policies, ratios = args.policies.split(","), [float(r) for r in args.ratios.split(",")]
     todo = cases(tok, args.n_tokens, args.needles)
+    if args.pick:
+        todo = [todo[int(i)] for i in args.pick.split(",")]
     rows = []
     with Progress() as progress:
         task = progress.add_task("needles x policies", total=len(todo) * (1 + len(policies) * len(ratios)))
         for case in todo:
-            rows += run_case(model, tok, case, policies, ratios, args.new_tokens, progress, task)
+            rows += run_case(model, tok, case, policies, ratios, args.new_tokens, progress, task, args.protocol)
             out = dict(model="SmolLM2-135M-Instruct", threads=1, machine=platform.processor() or platform.machine(),
                        torch=torch.__version__, command="python3 benchmarks/kv_needles.py " + " ".join(
                            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()), rows=rows)
