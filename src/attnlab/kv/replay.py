@@ -37,21 +37,29 @@ class _Capture:
 
 
 def capture(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> Prefill:
-    """Run the prefill once under attach() (sdpa) and keep every layer's call."""
+    """Run the prefill once under attach() (sdpa) and keep every layer's call.
+
+    Only the last position's logits are computed where the model allows it
+    (`logits_to_keep=1`): Gemma3's 262k-token vocabulary would need 8.6 GB of logits at 8192."""
+    import inspect
+
     from .. import attach
 
     grab = _Capture()
+    extra = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
     start = time.perf_counter()
     with torch.no_grad(), attach(model, kernel="sdpa", observe=[grab]):
-        out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **extra)
     return Prefill(grab.calls, out.logits[:, -1:].argmax(-1), time.perf_counter() - start)
 
 
 def build_cache(model, pre: Prefill, policy: "KVPolicy | str", memo: dict | None = None):
-    """A DynamicCache of CompressedLayers holding what `policy` keeps of the captured prefill.
-    memo: a dict shared across calls on the same prefill reuses each scorer's scores across
-    ratios. Sliding-window layers are not served here (use attach(kv=...) for such models)."""
-    from transformers.cache_utils import DynamicCache
+    """A DynamicCache holding what `policy` keeps of the captured prefill: a CompressedLayer per
+    full-attention layer, and for a sliding-window layer (Gemma3's local layers) the model's
+    own sliding-window cache layer, left alone as attach(kv=...) leaves it (its cache is
+    already bounded). memo: a dict shared across calls on the same prefill reuses each
+    scorer's scores across ratios."""
+    from transformers.cache_utils import DynamicCache, DynamicSlidingWindowLayer
 
     from .cache import CompressedLayer
     from .evict import compress_prefill
@@ -61,7 +69,10 @@ def build_cache(model, pre: Prefill, policy: "KVPolicy | str", memo: dict | None
     for i in sorted(pre.calls):
         call = pre.calls[i]
         if call.sliding_window is not None:
-            raise NotImplementedError(f"replay: layer {i} is a sliding-window layer; use attach(kv=...)")
+            layer = DynamicSlidingWindowLayer(sliding_window=_cache_window(model, call))
+            layer.update(call.key, call.value)
+            layers.append(layer)
+            continue
         layer = CompressedLayer()
         layer.update(call.key, call.value)
         if policy.evicts:
@@ -70,6 +81,12 @@ def build_cache(model, pre: Prefill, policy: "KVPolicy | str", memo: dict | None
     cache = DynamicCache()
     cache.layers = layers
     return cache
+
+
+def _cache_window(model, call) -> int:
+    """The sliding_window transformers' own cache layer is built with (the config's value)."""
+    window = getattr(model.config.get_text_config(), "sliding_window", None)
+    return int(window) if window else int(call.sliding_window)
 
 
 def greedy(model, cache, first: torch.Tensor, n: int, policy, kernel: str = "sdpa") -> tuple[torch.Tensor, dict]:
