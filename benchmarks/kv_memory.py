@@ -23,7 +23,7 @@ SPECS = ("none", "snapkv:ratio=0.5", "snapkv:ratio=0.875", "quest:page=16,tokens
          "tokenselect:tokens=512", "recycled:tokens=512,every=8", "snapkv:ratio=0.25", "snapkv:ratio=0.75")
 
 
-def one(spec: str, n_tokens: int, new_tokens: int) -> dict:
+def one(spec: str, n_tokens: int, new_tokens: int, model_name: str | None = None) -> dict:
     import torch
 
     import attnlab
@@ -33,7 +33,7 @@ def one(spec: str, n_tokens: int, new_tokens: int) -> dict:
     from kv_needles import QUESTION, cases, peak_rss_mb, reset_peak_rss
 
     torch.set_num_threads(1)
-    model, tok = attnlab.load()
+    model, tok = attnlab.load(model_name)
     case = cases(tok, n_tokens, 5)[0]
     keep_last = len(tok(case.prompt[case.prompt.rindex(QUESTION):], add_special_tokens=False)["input_ids"])
     if spec != "none":
@@ -66,9 +66,10 @@ def main() -> None:
     ap.add_argument("--n-tokens", type=int, default=4096)
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--out", default="benchmarks/results/kv/memory_4096.json")
+    ap.add_argument("--model", default=None, help="embedded name, folder or .gguf (default smollm2-135m)")
     args = ap.parse_args()
     if args.one is not None:
-        print(json.dumps(one(args.one, args.n_tokens, args.new_tokens)))
+        print(json.dumps(one(args.one, args.n_tokens, args.new_tokens, args.model)))
         return
     from rich.progress import track
 
@@ -76,12 +77,13 @@ def main() -> None:
     rows = []
     for spec in track(args.specs.split(";"), description="policies (one process each)"):
         res = subprocess.run([sys.executable, __file__, "--one", spec, "--n-tokens", str(args.n_tokens),
-                              "--new-tokens", str(args.new_tokens)], capture_output=True, text=True, env=env)
+                              "--new-tokens", str(args.new_tokens)] + (["--model", args.model] if args.model else []),
+                             capture_output=True, text=True, env=env)
         if res.returncode != 0:
             raise SystemExit(res.stderr)
         rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
-        Path(args.out).write_text(json.dumps(dict(threads=1, command="python3 benchmarks/kv_memory.py " + " ".join(
+        Path(args.out).write_text(json.dumps(dict(threads=1, model=args.model or "smollm2-135m", command="python3 benchmarks/kv_memory.py " + " ".join(
             sys.argv[1:]), rows=rows), indent=1))
 
 

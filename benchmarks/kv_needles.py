@@ -3,7 +3,9 @@
     python3 benchmarks/kv_needles.py --n-tokens 4096 --needles 5 \
         --out benchmarks/results/kv/needles_4096.json
 
-SmolLM2-135M-Instruct (attnlab.load()), torch.set_num_threads(1). Each needle (Hamlet
+SmolLM2-135M-Instruct (attnlab.load(); `--model gemma3-270m` for Gemma3-270M, whose
+sliding-window layers keep their own bounded cache and only the global layers are
+compressed), torch.set_num_threads(1). Each needle (Hamlet
 haystack, `attnlab.bench.needles`) is prefilled once (`kv.replay.capture`); every policy x
 ratio builds its compressed cache from that prefill (exactly what attach(kv=...) computes)
 and decodes greedily. The question (the last prompt tokens) is protected: keep_last = its
@@ -95,7 +97,8 @@ def run_case(model, tok, case, policies, ratios, new_tokens: int, progress, task
         rows.append(dict(policy=policy, ratio=ratio, spec=spec, protocol=protocol, depth=case.depth,
                          n_tokens=int(ids.shape[1]),
                          answer=case.answer, generated=text, correct=is_correct(case, text),
-                         kv_bytes=stats["kv_bytes"], decode_tokens_per_s=stats["tokens_per_s"],
+                         kv_bytes=stats["kv_bytes"], kv_bytes_left_alone=stats["kv_bytes_left_alone"],
+                         decode_tokens_per_s=stats["tokens_per_s"],
                          peak_rss_decode_mb=peak_rss_mb(), build_seconds=build, prefill_seconds=pre.seconds))
         del cache
         progress.advance(task)
@@ -112,6 +115,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/kv/needles_4096.json")
     ap.add_argument("--protocol", choices=("prompt", "context"), default="prompt",
                     help="prompt: compress the whole prompt (question protected); context: kvpress's protocol")
+    ap.add_argument("--model", default=None, help="embedded name, folder or .gguf (default smollm2-135m)")
     ap.add_argument("--pick", default=None, help="only these needles (indices, e.g. 0,2,4)")
     args = ap.parse_args()
     import torch
@@ -120,7 +124,7 @@ def main() -> None:
     import attnlab
 
     torch.set_num_threads(1)
-    model, tok = attnlab.load()
+    model, tok = attnlab.load(args.model)
     policies, ratios = args.policies.split(","), [float(r) for r in args.ratios.split(",")]
     todo = cases(tok, args.n_tokens, args.needles)
     if args.pick:
@@ -130,9 +134,9 @@ def main() -> None:
         task = progress.add_task("needles x policies", total=len(todo) * (1 + len(policies) * len(ratios)))
         for case in todo:
             rows += run_case(model, tok, case, policies, ratios, args.new_tokens, progress, task, args.protocol)
-            out = dict(model="SmolLM2-135M-Instruct", threads=1, machine=platform.processor() or platform.machine(),
+            out = dict(model=model.config._name_or_path, model_name=args.model or "smollm2-135m", threads=1, machine=platform.processor() or platform.machine(),
                        torch=torch.__version__, command="python3 benchmarks/kv_needles.py " + " ".join(
-                           f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()), rows=rows)
+                           f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None), rows=rows)
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(json.dumps(out, indent=1))
     print(summary(rows))

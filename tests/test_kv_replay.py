@@ -38,3 +38,5 @@ def test_replay_equals_generate_under_attach(build, spec):
     if spec == "snapkv:ratio=0.5":  # half the 24 prompt tokens kept, plus the new - 1 decoded
         assert all(int(layer.visible_counts().max()) == 12 + new - 1 for layer in full)
     assert stats["kv_bytes"] > 0
+    window = sum(l.keys.numel() * 4 * 2 for l in cache.layers if not isinstance(l, CompressedLayer))
+    assert stats["kv_bytes_left_alone"] == window and (window > 0) == (build is tiny.gemma3)

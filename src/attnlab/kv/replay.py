@@ -106,4 +106,4 @@ def greedy(model, cache, first: torch.Tensor, n: int, policy, kernel: str = "sdp
         seconds = time.perf_counter() - start
         held = s.kv_bytes
     return torch.cat(tokens, 1), {"seconds": seconds, "tokens_per_s": (n - 1) / max(seconds, 1e-9),
-                                  "kv_bytes": held["total"]}
+                                  "kv_bytes": held["total"], "kv_bytes_left_alone": held["left_alone"]}

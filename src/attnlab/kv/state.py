@@ -149,14 +149,22 @@ class KVState:
         return {i: l for i, l in enumerate(self.caches[-1].layers) if isinstance(l, CompressedLayer)}
 
     def bytes(self) -> dict:
-        """Bytes held: {'total', 'layers': {layer: {'held', 'per_head', 'tokens'}}, 'skipped'}."""
+        """Bytes held: {'total', 'layers': {layer: {'held', 'per_head', 'tokens'}}, 'skipped',
+        'left_alone', 'cache_total'}. 'total' counts the layers the policy manages; 'left_alone'
+        the bytes of the cache's other layers (e.g. Gemma3's sliding-window layers, already
+        bounded by their window); 'cache_total' the whole cache (the two summed)."""
         out, total = {}, 0
         for i, layer in self.layers().items():
             held = layer.held_bytes()
             total += held
             out[i] = {"held": held, "per_head": layer.head_bytes(),
                       "tokens": layer.visible_counts().tolist() if layer.is_initialized else []}
-        return {"total": total, "layers": out, "skipped": dict(self.skipped)}
+        others = 0
+        for i, layer in enumerate(self.caches[-1].layers if self.caches else []):
+            if i not in out and getattr(layer, "is_initialized", False) and layer.keys is not None:
+                others += layer.keys.numel() * layer.keys.element_size() + layer.values.numel() * layer.values.element_size()
+        return {"total": total, "layers": out, "skipped": dict(self.skipped), "left_alone": others,
+                "cache_total": total + others}
 
 
 def with_keep_mask(call: AttnCall, keep: torch.Tensor) -> AttnCall:
