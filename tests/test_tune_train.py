@@ -142,3 +142,34 @@ def test_cli_tune_trains_and_checks_options(setup, tmp_path):
     out = json.loads(res.stdout)
     assert out["method"] == "ia3" and out["trainable_params"] > 0
     assert json.loads((tmp_path / "ia3" / "adapter.json").read_text())["method"] == "ia3"
+
+
+def test_train_resumes_after_lofit_step_one(setup, tmp_path, monkeypatch):
+    """A run killed in lofit's step 2 resumes with step 1's heads and scalings from its own
+    checkpoint (no step-1 step is re-run) and ends with the uninterrupted run's adapter."""
+    import attnlab.tune.loop as loop
+    from attnlab.tune import train
+
+    model, tok, task, _ = setup
+    kw = dict(task=task, method="lofit", heads="2", steps=8, dev_items=8, test_items=8, show=False, seed=2)
+    whole = train(model, tok, **kw)
+    real, calls = loop._step, {"n": 0}
+
+    def counting(*a, crash_at=None, **k):
+        calls["n"] += 1
+        if calls["n"] == crash_at:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(loop, "_step", lambda *a, **k: counting(*a, crash_at=6, **k))
+    with pytest.raises(KeyboardInterrupt):
+        train(model, tok, checkpoint_dir=tmp_path, **kw)
+    assert (tmp_path / "checkpoint_select.pt").exists()  # step 1 (4 steps) finished and was saved
+    calls["n"] = 0
+    monkeypatch.setattr(loop, "_step", lambda *a, **k: counting(*a, **k))
+    resumed = train(model, tok, checkpoint_dir=tmp_path, **kw)
+    assert calls["n"] == 4  # only step 2 ran again
+    assert resumed.heads == whole.heads
+    assert resumed.meta["selection"]["scores"] == whole.meta["selection"]["scores"]
+    for k, v in whole.trainable_state().items():
+        assert torch.allclose(v, resumed.trainable_state()[k], atol=1e-6), k

@@ -20,11 +20,13 @@ def check_train(method: str, heads, steps: int, batch_size: int) -> None:
         raise OptionError(f"--steps must be >= 2 and --batch-size >= 1, got {steps} and {batch_size}")
 
 
-def choose_heads(model, tok, sites, rows, dev, heads, select: str, cfg: LoopConfig, show: bool, l1: float = L1):
+def choose_heads(model, tok, sites, rows, dev, heads, select: str, cfg: LoopConfig, show: bool, l1: float = L1,
+                 checkpoint=None):
     """The heads to tune and, for select='lofit', the step-1 history: (heads, info).
 
     heads: '3%' / '12' (a budget) or 'layer:head;...' (by hand). select: 'lofit' (train
     scalings a_h on all heads with an L1 penalty, keep the top-K |a_h|) or 'random' (seeded).
+    checkpoint: step 1's checkpoint file (resumed from when present, like the edit step's).
     """
     from .sites import all_heads, head_budget, parse_heads
 
@@ -37,7 +39,8 @@ def choose_heads(model, tok, sites, rows, dev, heads, select: str, cfg: LoopConf
     if select != "lofit":
         raise OptionError(f"unknown head selection {select!r}; valid: lofit, random")
     scales = build("lofit_scales", model, sites, every)
-    hist = fit(model, tok, scales, rows, dev, cfg, penalty=lambda: l1 * scales.module.scale.abs().sum(), show=show)
+    hist = fit(model, tok, scales, rows, dev, cfg, penalty=lambda: l1 * scales.module.scale.abs().sum(), show=show,
+               checkpoint=checkpoint)
     norm = scales.module.scale.detach().abs().sum(-1)  # [n heads] |a_h|
     top = norm.topk(k).indices.tolist()
     info = {"select": "lofit", "k": k, "history": hist,
@@ -78,12 +81,13 @@ def train(model, tok, task: str, method: str = "lofit", heads="3%", steps: int =
     rows = encode_answers(tok, splits.train, max_prompt)
     dev = splits.dev[:dev_items]
     cfg = LoopConfig(steps=steps, lr=lr or LR[method], batch_size=batch_size, seed=seed, kernel=kernel)
-    sites, chosen, info = _heads_for(model, tok, method, heads, select, rows, dev, cfg, show, options)
+    ckpt = None if checkpoint_dir is None else f"{checkpoint_dir}/checkpoint.pt"
+    select_ckpt = None if checkpoint_dir is None else f"{checkpoint_dir}/checkpoint_select.pt"
+    sites, chosen, info = _heads_for(model, tok, method, heads, select, rows, dev, cfg, show, options, select_ckpt)
     built = {k: v for k, v in options.items() if k in ("keep_scale", "rank", "targets")}
     adapter = build(method, model, sites, chosen, **built)
     used = max(1, steps // 2) if info.get("select") == "lofit" else 0  # step 1 of lofit spent these
     step2 = LoopConfig(**{**cfg.as_dict(), "steps": steps - used})
-    ckpt = None if checkpoint_dir is None else f"{checkpoint_dir}/checkpoint.pt"
     hist = fit(model, tok, adapter, rows, dev, step2, penalty=_penalty(adapter, options.get("l0", L0)),
                checkpoint=ckpt, show=show)
     adapter.meta = _meta(model, task, method, heads, splits, cfg, step2, options, info, hist, adapter)
@@ -94,7 +98,7 @@ def train(model, tok, task: str, method: str = "lofit", heads="3%", steps: int =
     return adapter
 
 
-def _heads_for(model, tok, method, heads, select, rows, dev, cfg, show, options):
+def _heads_for(model, tok, method, heads, select, rows, dev, cfg, show, options, checkpoint=None):
     """(sites, heads to build the adapter on, selection info) for `method`."""
     from .sites import all_heads, head_sites
 
@@ -104,7 +108,8 @@ def _heads_for(model, tok, method, heads, select, rows, dev, cfg, show, options)
     if method == "gates":
         return sites, all_heads(sites), {"select": "gates"}
     half = LoopConfig(**{**cfg.as_dict(), "steps": max(1, cfg.steps // 2), "lr": LR["lofit"]})
-    chosen, info = choose_heads(model, tok, sites, rows, dev, heads, select, half, show, options.get("l1", L1))
+    chosen, info = choose_heads(model, tok, sites, rows, dev, heads, select, half, show, options.get("l1", L1),
+                                checkpoint)
     return sites, chosen, info
 
 

@@ -167,7 +167,8 @@ def _run(model, tok, adapter, rows, dev_items, cfg, penalty, st, opt_state, show
             TextColumn("loss {task.fields[loss]:.3f}  {task.fields[tps]:.0f} tok/s"), TimeRemainingColumn())
     with Progress(*cols, transient=True, disable=not show) as bar:
         job = bar.add_task(f"tune {adapter.method}", total=cfg.steps, completed=st.step, loss=0.0, tps=0.0)
-        while st.step < cfg.steps:
+        stopped = cfg.patience > 0 and st.bad_evals >= cfg.patience  # a resumed run that had stopped early
+        while st.step < cfg.steps and not stopped:
             batch = collate([rows[i] for i in batch_indices(st.step, len(rows), cfg)], pad)
             t0 = time.perf_counter()
             loss = _step(model, adapter, batch, opt, sched, cfg, penalty)
