@@ -107,6 +107,14 @@ def tune() -> dict[str, str]:
     return out
 
 
+def kv() -> dict[str, str]:
+    """KV compression: needles per policy x ratio, the kvpress side by side, memory (kv_report.py)."""
+    import kv_report
+
+    return {name: text + f"\nGenerated from `benchmarks/results/kv/` by `python3 benchmarks/docs_tables.py`.\n"
+            for name, text in kv_report.tables().items()}
+
+
 def tables() -> dict[str, str]:
     """File name in docs/generated -> its content."""
     out = {"arch_matrix.md": arch_matrix()}
@@ -119,6 +127,7 @@ def tables() -> dict[str, str]:
     out["steer_overhead.md"] = steer_overhead(RESULTS / "steer_overhead.json")
     out["steer_retrieval_heads.md"] = steer_retrieval_heads(RESULTS / "steer_retrieval_heads.json")
     out.update(tune())
+    out.update(kv())
     return out
 
 

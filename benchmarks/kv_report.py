@@ -1,62 +1,144 @@
-"""Print the tables of docs/kv.md from benchmarks/results/kv/*.json (whatever has finished).
+"""The KV tables of docs/kv.md, from benchmarks/results/kv/*.json (whatever has finished).
 
-    python3 benchmarks/kv_report.py
+    python3 benchmarks/kv_report.py          # print every table
+    python3 benchmarks/docs_tables.py        # writes them to docs/generated/kv_*.md
+
+Each function returns markdown (or None when its result file does not exist yet).
 """
 
 from __future__ import annotations
 
 import json
-import sys
+from collections import defaultdict
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RES = HERE / "results" / "kv"
-sys.path.insert(0, str(HERE))
+MB = 2 ** 20
 
 
-def needles() -> None:
-    from kv_needles import summary
-
-    path = RES / "needles_4096.json"
-    if path.exists():
-        d = json.loads(path.read_text())
-        n = len({r["depth"] for r in d["rows"]})
-        print(f"## needles: {d['command']}\n## {n} needles done, depths {sorted({r['depth'] for r in d['rows']})}")
-        print(summary(d["rows"]))
+def _load(name: str) -> dict | None:
+    path = RES / name
+    return json.loads(path.read_text()) if path.exists() else None
 
 
-def kvpress() -> None:
-    from kv_kvpress import table
-
-    path, attn = RES / "kvpress_4096.json", RES / "needles_4096.json"
-    if path.exists() and attn.exists():
-        rows = json.loads(path.read_text())["rows"]
-        depths = {round(x["depth"], 6) for x in rows}
-        print(f"## kvpress 0.5.5 vs attnlab on needles at depths {sorted(depths)} ({len(rows)} kvpress runs done)")
-        print(table(json.loads(attn.read_text())["rows"], rows, depths))
-        print("## kvpress peak RSS during decode (MB) / decode tok/s")
-        for r in rows:
-            print(f"{r['policy']:<10} {r['ratio'] or 0:>5} depth {r['depth']:.1f}: {r['peak_rss_decode_mb']:.0f} MB, "
-                  f"{r['decode_tokens_per_s']:.1f} tok/s, cache {r['kv_bytes'] / 2**20:.1f} MB")
+def _groups(rows) -> dict:
+    out = defaultdict(list)
+    for r in rows:
+        out[(r["policy"], r["ratio"])].append(r)
+    return out
 
 
-def memory() -> None:
-    path = RES / "memory_4096.json"
-    if path.exists():
-        d = json.loads(path.read_text())
-        print(f"## {d['command']}")
-        for r in d["rows"]:
-            print(f"{r['spec']:<45} cache {r['kv_bytes'] / 2**20:7.1f} MB  peak RSS decode {r['peak_rss_decode_mb']:6.0f} MB"
-                  f"  decode {r['decode_tokens_per_s']:.2f} tok/s  prefill {r['prefill_seconds']:.1f} s  "
-                  f"correct={r['correct']}")
+def _acc(rs) -> str:
+    return f"{sum(bool(r['correct']) for r in rs)}/{len(rs)}" if rs else "-"
 
 
-def batch() -> None:
-    path = RES / "batch.json"
-    if path.exists():
-        for r in json.loads(path.read_text())["rows"]:
-            print(f"batch {r['spec']}: same tokens as alone {r['same_tokens']}, same kept tokens {r['same_kept_tokens']}")
+def needles(name: str = "needles_4096.json") -> str | None:
+    """Accuracy, cache bytes, compression seconds and decode speed per policy x ratio."""
+    d = _load(name)
+    if d is None:
+        return None
+    rows, groups = d["rows"], _groups(d["rows"])
+    left = any(r.get("kv_bytes_left_alone") for r in rows)
+    head = "| policy | ratio | needles found | cache MB (compressed layers) |" + (
+        " other layers MB |" if left else "") + " scoring + compression s | decode tok/s |"
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    for (p, ratio), rs in groups.items():
+        n = len(rs)
+        other = f" {sum(r.get('kv_bytes_left_alone', 0) for r in rs) / n / MB:.1f} |" if left else ""
+        lines.append(f"| {p} | {ratio if ratio is not None else '-'} | {_acc(rs)} | "
+                     f"{sum(r['kv_bytes'] for r in rs) / n / MB:.1f} |{other} "
+                     f"{sum(r['build_seconds'] for r in rs) / n:.2f} | "
+                     f"{sorted(r['decode_tokens_per_s'] for r in rs)[n // 2]:.2f} |")
+    depths = sorted({round(r["depth"], 3) for r in rows})
+    tokens = sorted({r["n_tokens"] for r in rows})
+    lines += ["", f"{len(depths)} needles (depths {', '.join(map(str, depths))}), prompts of {tokens[0]}"
+                  f"{'-' + str(tokens[-1]) if tokens[-1] != tokens[0] else ''} tokens, protocol "
+                  f"`{rows[0].get('protocol', 'prompt')}`; `{d['command']}`."]
+    if left:
+        lines.append("Other layers: the sliding-window layers, left alone (their cache is bounded by the window).")
+    return "\n".join(lines)
+
+
+def side_by_side() -> str | None:
+    """attnlab under its own protocol and under kvpress's, and kvpress itself, on the same needles."""
+    press = _load("kvpress_4096_all.json") or _load("kvpress_4096.json")
+    prompt, context = _load("needles_4096.json"), _load("needles_4096_context.json")
+    if press is None or prompt is None:
+        return None
+    depths = {round(r["depth"], 6) for r in press["rows"]}
+
+    def cell(doc, p, ratio):
+        if doc is None:
+            return "- | -"
+        rs = [r for r in doc["rows"] if r["policy"] == p and r["ratio"] == ratio and round(r["depth"], 6) in depths]
+        return f"{_acc(rs)} | {sum(r['kv_bytes'] for r in rs) / len(rs) / MB:.1f}" if rs else "- | -"
+
+    keys = sorted({(r["policy"], r["ratio"]) for r in press["rows"]},
+                  key=lambda k: (k[0] != "none", k[0], k[1] or 0))
+    lines = ["| policy | ratio | attnlab, question-aware: found | MB | attnlab, kvpress's protocol: found | MB "
+             "| kvpress 0.5.5: found | MB |", "|" + " --- |" * 8]
+    for p, ratio in keys:
+        lines.append(f"| {p} | {ratio if ratio is not None else '-'} | {cell(prompt, p, ratio)} | "
+                     f"{cell(context, p, ratio)} | {cell(press, p, ratio)} |")
+    lines += ["", f"Needles at depths {', '.join(str(round(x, 2)) for x in sorted(depths))} "
+                  f"({len(press['rows'])} kvpress runs)."]
+    return "\n".join(lines)
+
+
+def press_memory() -> str | None:
+    """kvpress's cache bytes and in-process peak RSS per press (its first needle)."""
+    press = _load("kvpress_4096_all.json") or _load("kvpress_4096.json")
+    if press is None:
+        return None
+    first = min(r["depth"] for r in press["rows"])
+    lines = ["| press | ratio | cache MB | peak RSS during decode MB |", "| --- | --- | --- | --- |"]
+    for r in press["rows"]:
+        if r["depth"] == first:
+            lines.append(f"| {r['policy']} | {r['ratio'] if r['ratio'] is not None else '-'} | "
+                         f"{r['kv_bytes'] / MB:.1f} | {r['peak_rss_decode_mb']:.0f} |")
+    return "\n".join(lines)
+
+
+def memory(name: str = "memory_4096.json") -> str | None:
+    """One fresh process per spec: cache bytes, the decode phase's peak RSS, speed, answer."""
+    d = _load(name)
+    if d is None:
+        return None
+    base = next((r for r in d["rows"] if r["spec"] == "none"), None)
+    lines = ["| spec | cache MB | peak RSS during decode MB | vs none MB | decode tok/s | prefill s | answer |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in d["rows"]:
+        delta = f"{r['peak_rss_decode_mb'] - base['peak_rss_decode_mb']:+.0f}" if base else ""
+        lines.append(f"| `{r['spec']}` | {r['kv_bytes'] / MB:.1f} | {r['peak_rss_decode_mb']:.0f} | {delta} | "
+                     f"{r['decode_tokens_per_s']:.2f} | {r['prefill_seconds']:.1f} | "
+                     f"{'right' if r['correct'] else 'wrong'} |")
+    lines += ["", f"`{d['command']}` ({d.get('model', 'smollm2-135m')}, one process per row)."]
+    return "\n".join(lines)
+
+
+def batch() -> str | None:
+    d = _load("batch.json")
+    if d is None:
+        return None
+    lines = ["| spec | prompts (tokens) | same tokens as alone | same kept tokens as alone |", "| --- | --- | --- | --- |"]
+    for r in d["rows"]:
+        lines.append(f"| `{r['spec']}` | {', '.join(map(str, r.get('lengths', []))) or '-'} | "
+                     f"{sum(r['same_tokens'])}/{len(r['same_tokens'])} | "
+                     f"{sum(r['same_kept_tokens'])}/{len(r['same_kept_tokens'])} |")
+    return "\n".join(lines)
+
+
+def tables() -> dict[str, str]:
+    """docs/generated file name -> markdown, for the result files that exist."""
+    out = {"kv_needles_smollm2.md": needles("needles_4096.json"),
+           "kv_needles_smollm2_context.md": needles("needles_4096_context.json"),
+           "kv_needles_gemma3.md": needles("needles_gemma3_8192.json"),
+           "kv_side_by_side.md": side_by_side(), "kv_press_memory.md": press_memory(),
+           "kv_memory.md": memory("memory_4096.json"), "kv_batch.md": batch()}
+    return {k: v + "\n" for k, v in out.items() if v is not None}
 
 
 if __name__ == "__main__":
-    needles(), kvpress(), memory(), batch()
+    for name, text in tables().items():
+        print(f"## {name}\n\n{text}")
