@@ -56,5 +56,21 @@ def tuned_heads_section(adapter, kinds=None, title: str = "Tuned heads") -> tupl
                               f"{s}:{l}:{h}") for h in range(int(H)))
         rows.append(f"<tr><th>{escape(s)}:{l}</th>{cells}</tr>")
     note = (f"<p>{escape(adapter.method)}: {len(chosen)} tuned heads (filled), shade = step-1 score; "
-            "letters: taxonomy kind (R retrieval, I induction, P previous-token, S sink, L local).</p>")
-    return title, note + f'<table class="tuned-heads"><tr><th></th>{head}</tr>{"".join(rows)}</table>'
+            "letters: taxonomy kind (R retrieval, I induction, P previous-token, S sink, L local, blank global).</p>")
+    if kmap:
+        counts = {}
+        for s, l, h in chosen:
+            kind = kmap.get((s, l, h), kmap.get((l, h), "unknown"))
+            counts[kind] = counts.get(kind, 0) + 1
+        every = {}
+        for key, kind in kmap.items():
+            if len(key) == 3 or not any(len(k) == 3 for k in kmap):
+                every[kind] = every.get(kind, 0) + 1
+        total = sum(every.values()) or 1
+        parts = ", ".join(f"{escape(k)} {n} (all heads: {every.get(k, 0) / total:.0%})"
+                          for k, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+        note += f"<p>Tuned heads by kind: {parts}.</p>"
+    style = ("<style>table.tuned-heads{border-collapse:collapse;font-size:11px}"
+             "table.tuned-heads td{width:16px;height:16px;border:1px solid #ccc;text-align:center;padding:0}"
+             "table.tuned-heads th{font-weight:normal;padding:0 4px}</style>")
+    return title, style + note + f'<table class="tuned-heads"><tr><th></th>{head}</tr>{"".join(rows)}</table>'
