@@ -124,6 +124,48 @@ def memory_ratios(rows: list[dict], a: str = "chunked", b: str = "eager") -> dic
     return out
 
 
+KV_COLUMNS = ("kv", "length", "cache_mb", "cache_ratio", "other_layers_mb", "tokens_held_mean", "prefill_s",
+              "prefill_overhead", "decode_tok_s", "decode_speedup", "peak_rss_decode_mb", "rss_saved_mb",
+              "agreement", "needle_acc", "needle_delta_pts")
+
+
+def _agreement(a: list, b: list) -> float:
+    """Fraction of generated positions where two greedy continuations give the same token."""
+    return sum(x == y for x, y in zip(a, b)) / max(1, min(len(a), len(b)))
+
+
+def kv_rows(results: list) -> tuple[list[dict], dict]:
+    """Compressed-decoding rows against the "none" run of the same length, and kv needle table."""
+    needles = {}
+    for task, res in results:
+        if task["kind"] == "kv_needles":
+            items = res["needles"]
+            needles[task["kv"]] = {"accuracy": 100.0 * sum(r["correct"] for r in items) / len(items),
+                                   "n": len(items), "cases": items}
+    base_acc = needles.get("none", {}).get("accuracy")
+    for entry in needles.values():
+        entry["delta_pts"] = None if base_acc is None else entry["accuracy"] - base_acc
+    base = {t["length"]: r for t, r in results if t["kind"] == "kv" and t["kv"] == "none"}
+    rows = []
+    for task, res in results:
+        if task["kind"] != "kv":
+            continue
+        b = base[task["length"]]
+        needle = needles.get(task["kv"], {})
+        rows.append({"kv": task["kv"], "length": task["length"], "cache_mb": res["kv_bytes"] / 2 ** 20,
+                     "cache_ratio": res["kv_bytes"] / b["kv_bytes"] if b["kv_bytes"] else None,
+                     "other_layers_mb": res["kv_bytes_other_layers"] / 2 ** 20,
+                     "tokens_held_mean": res["tokens_held_mean"], "prefill_s": res["prefill_s"],
+                     "prefill_overhead": res["prefill_s"] / b["prefill_s"], "decode_tok_s": res["decode_tok_s"],
+                     "decode_speedup": res["decode_tok_s"] / b["decode_tok_s"],
+                     "peak_rss_decode_mb": res["peak_rss_decode_mb"],
+                     "rss_saved_mb": b["peak_rss_decode_mb"] - res["peak_rss_decode_mb"],
+                     "agreement": _agreement(res["tokens"], b["tokens"]), "tokens": res["tokens"],
+                     "skipped_layers": res["skipped_layers"], "needle_acc": needle.get("accuracy"),
+                     "needle_delta_pts": needle.get("delta_pts")})
+    return rows, needles
+
+
 def assemble(config, results: list) -> dict:
     """The report dict: config, one row per (kernel, length), needle table, summary."""
     needles = _needle_table(results)
@@ -133,7 +175,10 @@ def assemble(config, results: list) -> dict:
     cfg["kernels"] = [s.label for s in config.kernels]
     summary = {"crossover": crossover(rows), "best": best_tradeoff(rows, needles),
                "memory_chunked_vs_eager": memory_ratios(rows)}
-    return {"config": cfg, "rows": rows, "needles": needles, "summary": summary}
+    report = {"config": cfg, "rows": rows, "needles": needles, "summary": summary}
+    if any(t["kind"] == "kv" for t, _ in results):
+        report["kv_rows"], report["kv_needles"] = kv_rows(results)
+    return report
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -158,6 +203,14 @@ def write_outputs(report: dict, out: Path) -> None:
             writer.writerows(report["rows"])
 
     _atomic_write(out / "bench.csv", write_csv)
+    if report.get("kv_rows"):
+        def write_kv(path):
+            with open(path, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=KV_COLUMNS, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(report["kv_rows"])
+
+        _atomic_write(out / "kv.csv", write_kv)
     _atomic_write(out / "bench.json", lambda p: p.write_text(json.dumps(report, indent=2, default=str)))
     _atomic_write(out / "pareto.png", lambda p: pareto_plot(report["rows"], p))
 

@@ -67,7 +67,8 @@ def _run_task(task: dict, work: Path, timeout: float, isolate: bool = True) -> d
         from .worker import run_task
 
         return _checked(task, run_task(task))
-    tag = f"{task['kind']}-{task['label']}-{task.get('length', 'n')}".replace("/", "_").replace(":", "_")
+    tag = "".join(c if c.isalnum() or c in "-_.=" else "_"
+                  for c in f"{task['kind']}-{task['label']}-{task.get('length', 'n')}")
     task_path, result_path = work / f"{tag}.task.json", work / f"{tag}.result.json"
     task_path.write_text(json.dumps(task))
     try:
@@ -117,11 +118,26 @@ def _needle_task(config: BenchConfig, spec: KernelSpec, cases: list[dict]) -> di
             "cases": [{**c["case"], "length": c["length"]} for c in cases]}
 
 
+def _kv_task(config: BenchConfig, spec: str, length: int, ids: Path) -> dict:
+    return {"kind": "kv", "model": config.model, "threads": config.threads, "label": f"kv {spec}", "kv": spec,
+            "length": length, "ids": str(ids), "new_tokens": config.kv_new_tokens}
+
+
+def _kv_needle_task(config: BenchConfig, spec: str, cases: list[dict]) -> dict:
+    return {"kind": "kv_needles", "model": config.model, "threads": config.threads, "label": f"kv {spec}",
+            "kv": spec, "max_new_tokens": config.max_new_tokens,
+            "cases": [{**c["case"], "length": c["length"]} for c in cases]}
+
+
 def plan(config: BenchConfig, ids: Path, cases: list[dict], work: Path) -> list[dict]:
-    """All tasks in order: per length the dense cell first, then needles per kernel."""
+    """All tasks in order: per length the dense cell first, then needles per kernel; with
+    --kv, compressed decoding per length and spec ("none" first), then its needles."""
     tasks = [_cell_task(config, s, n, ids, work) for n in config.lengths for s in config.kernels if s.runs_at(n)]
     if cases:
         tasks += [_needle_task(config, s, cases) for s in config.kernels if s.needles]
+    tasks += [_kv_task(config, k, n, ids) for n in config.lengths for k in config.kv_specs()]
+    if cases:
+        tasks += [_kv_needle_task(config, k, cases) for k in config.kv_specs()]
     return tasks
 
 

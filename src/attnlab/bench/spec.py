@@ -89,6 +89,29 @@ def parse_kernel(text: str) -> KernelSpec:
                       bench.get("max_length"), bench.get("min_length", 0))
 
 
+def split_kv(text: str | None) -> tuple:
+    """--kv "none,snapkv:ratio=0.5,keep_last=8,streaming:ratio=0.5" -> one spec per policy.
+
+    A comma starts a new spec only where the next item names a policy (`name:` or a bare
+    name); otherwise it separates that spec's parameters."""
+    if not text:
+        return ()
+    from ..kv import policy_names
+
+    names, specs = set(policy_names()), []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        head = item.split(":", 1)[0]
+        if head in names and ("=" not in head):
+            specs.append(item)
+        elif specs:
+            specs[-1] += "," + item
+        else:
+            raise SpecError(f"--kv: {item!r} does not start with a policy name; valid: {', '.join(sorted(names))}")
+    return tuple(specs)
+
+
 def parse_kernels(text: str) -> list[KernelSpec]:
     """The --kernels list; the dense baseline (sdpa) is always measured, listed or not."""
     specs = [parse_kernel(s) for s in split_kernels(text)]
@@ -132,6 +155,8 @@ class BenchConfig:
     keep_going: bool = False  # a failing non-dense kernel is reported in "errors", the run goes on
     threads: int = 0  # torch threads per worker (0: torch's default)
     timeout_s: float = 3600.0
+    kv: tuple = ()  # KV-cache specs for compressed decoding ("none" is added as the baseline)
+    kv_new_tokens: int = 16
 
     def validate(self) -> None:
         if self.repeats < 1:
@@ -144,3 +169,14 @@ class BenchConfig:
             raise OptionError("--threads must be >= 0")
         if self.ppl_last is not None and self.ppl_last < 2:
             raise OptionError("--ppl-last must be >= 2")
+        if self.kv:
+            from ..kv import parse as parse_kv
+
+            for text in self.kv:
+                parse_kv(text)  # SpecError naming the policy and the bad parameter
+            if self.kv_new_tokens < 3:
+                raise OptionError("--kv-new-tokens must be >= 3 (decode speed needs two timed steps)")
+
+    def kv_specs(self) -> list[str]:
+        """The KV specs to run, the uncompressed baseline "none" first."""
+        return ["none"] + [k for k in self.kv if k != "none"] if self.kv else []

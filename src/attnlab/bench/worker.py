@@ -143,10 +143,70 @@ def run_needles(task: dict) -> dict:
     return {"needles": results}
 
 
+def run_kv(task: dict) -> dict:
+    """Prefill ids[:length] and decode `new_tokens` greedily with model.generate() under
+    attach(kv=spec): cache bytes after compression, prefill + compression seconds, decode
+    tokens/s, the decode phase's own peak RSS (reset when the first decode step starts), tokens."""
+    import gc
+    import time
+
+    import torch
+
+    from ..core.session import attach
+    from . import measure
+
+    model, tokenizer = _load(task)
+    ids = torch.load(task["ids"])[:, :task["length"]]  # [1, N]
+    stamps = []
+
+    class Clock:  # one stamp per forward (the first self-attention call of layer 0)
+        def on_call(self, call):
+            if call.layer == 0 and call.role == "self":
+                stamps.append(time.perf_counter())
+                if len(stamps) == 2:
+                    measure.reset_peak_rss()
+
+    gc.collect()
+    rss_loaded = measure.rss_mb()
+    n = task["new_tokens"]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    with torch.inference_mode(), attach(model, kernel="sdpa", kv=task["kv"], observe=[Clock()]) as session:
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n,
+                             min_new_tokens=n, do_sample=False, pad_token_id=pad)
+        held = session.kv_bytes
+    layers = held["layers"].values()
+    return {"tokens": out[0, ids.shape[1]:].tolist(), "kv_bytes": held["total"],
+            "kv_bytes_other_layers": held["left_alone"], "skipped_layers": len(held["skipped"]),
+            "tokens_held_mean": (sum(sum(map(sum, l["tokens"])) for l in layers) /
+                                 max(1, sum(sum(map(len, l["tokens"])) for l in layers))),
+            "prefill_s": stamps[1] - stamps[0], "decode_tok_s": (len(stamps) - 2) / (stamps[-1] - stamps[1]),
+            "peak_rss_decode_mb": measure.peak_rss_mb(), "rss_loaded_mb": rss_loaded}
+
+
+def run_kv_needles(task: dict) -> dict:
+    """The needle prompts decoded under attach(kv=spec); exact-match per case."""
+    from ..core.session import attach
+    from . import measure
+    from .needles import NeedleCase, is_correct
+
+    model, tokenizer = _load(task)
+    results = []
+    with attach(model, kernel="sdpa", kv=task["kv"]):
+        for raw in task["cases"]:
+            case = NeedleCase(**{k: v for k, v in raw.items() if k != "length"})
+            text = measure.generate_answer(model, tokenizer, case.prompt, task["max_new_tokens"])
+            results.append({"length": raw["length"], "depth": case.depth, "answer": case.answer,
+                            "generated": text.strip(), "correct": is_correct(case, text)})
+    return {"needles": results}
+
+
+RUNNERS = {"cell": run_cell, "needles": run_needles, "kv": run_kv, "kv_needles": run_kv_needles}
+
+
 def run_task(task: dict) -> dict:
     """Run a task dict here; failures come back as {"error": ...} like from a subprocess."""
     try:
-        return run_cell(task) if task["kind"] == "cell" else run_needles(task)
+        return RUNNERS[task["kind"]](task)
     except Exception as exc:  # reported to the parent, which shows it as a clean error
         return {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -36,6 +37,18 @@ def print_report(report: dict) -> None:
         out.print(f"needles {label}: {n['accuracy']:.0f}% of {n['n']}{delta}", markup=False)
     for error in report.get("errors", []):
         out.print(f"[red]failed:[/] {esc(error)}", highlight=False)
+    if report.get("kv_rows"):
+        kv = Table(title="compressed decoding (attach(kv=...), model.generate after an sdpa prefill)")
+        for col in ("kv", "len", "cache MB", "x none", "other MB", "prefill s", "x none ", "decode tok/s",
+                    "x none  ", "decode peak MB", "saved MB", "agree %", "needles %"):
+            kv.add_column(col, justify="left" if col == "kv" else "right")
+        for r in report["kv_rows"]:
+            kv.add_row(esc(r["kv"]), str(r["length"]), fmt(r["cache_mb"], ".1f"), fmt(r["cache_ratio"], ".2f"),
+                       fmt(r["other_layers_mb"], ".1f"), fmt(r["prefill_s"], ".2f"), fmt(r["prefill_overhead"], ".2f"),
+                       fmt(r["decode_tok_s"], ".2f"), fmt(r["decode_speedup"], ".2f"),
+                       fmt(r["peak_rss_decode_mb"], ".0f"), fmt(r["rss_saved_mb"], "+.0f"),
+                       fmt(100 * r["agreement"], ".0f"), fmt(r["needle_acc"], ".0f"))
+        out.print(kv)
     for length, best in report["summary"]["best"].items():
         pick = best["best_quality_kept"]
         text = f"{pick['kernel']} x{pick['speedup']:.2f}" if pick else "none keeps quality"
@@ -74,10 +87,18 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(0, "--threads", help="torch threads per worker process (0: torch default)"),
         out: Path = typer.Option(Path("bench-out"), "--out", help="folder for bench.csv/json, pareto.png"),
         fmt: str = typer.Option("table", "--format", help="table or json"),
+        kv: Optional[str] = typer.Option(None, "--kv",
+                                         help="KV-cache specs for compressed decoding, e.g. "
+                                              "\"none,streaming:ratio=0.5,snapkv:ratio=0.5\" (none is the baseline)"),
+        kv_new_tokens: int = typer.Option(16, "--kv-new-tokens", help="tokens generated per --kv spec"),
     ):
-        """Perplexity, KL and needles vs dense; prefill time, decode speed, peak RSS, density."""
+        """Perplexity, KL and needles vs dense; prefill time, decode speed, peak RSS, density.
+
+        With --kv: compressed decoding per spec (cache bytes, prefill + compression time,
+        decode tokens/s, decode peak RSS, agreement with the uncompressed tokens, needles).
+        """
         from ..bench.run import BenchError, run_bench
-        from ..bench.spec import BenchConfig, parse_ints, parse_kernels
+        from ..bench.spec import BenchConfig, parse_ints, parse_kernels, split_kv
         from .output import FORMATS, esc, fail
 
         def build():
@@ -88,7 +109,8 @@ def register(app: typer.Typer) -> None:
                                  lengths=parse_ints(lengths, "--lengths"), corpus=corpus, needles=needles,
                                  needle_lengths=parse_ints(needle_lengths, "--needle-lengths"), repeats=repeats,
                                  decode_steps=decode_steps, ppl_last=ppl_last or None,
-                                 threads=threads, isolate=isolate, keep_going=keep_going)
+                                 threads=threads, isolate=isolate, keep_going=keep_going,
+                                 kv=split_kv(kv), kv_new_tokens=kv_new_tokens)
             config.validate()
             return config
 
