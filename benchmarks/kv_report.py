@@ -123,7 +123,7 @@ def batch() -> str | None:
         return None
     lines = ["| spec | prompts (tokens) | same tokens as alone | same kept tokens as alone |", "| --- | --- | --- | --- |"]
     for r in d["rows"]:
-        lines.append(f"| `{r['spec']}` | {', '.join(map(str, r.get('lengths', []))) or '-'} | "
+        lines.append(f"| `{r['spec']}` | {', '.join(map(str, r.get('lengths', d.get('lengths', [])))) or '-'} | "
                      f"{sum(r['same_tokens'])}/{len(r['same_tokens'])} | "
                      f"{sum(r['same_kept_tokens'])}/{len(r['same_kept_tokens'])} |")
     return "\n".join(lines)
