@@ -7,6 +7,13 @@ perplexity-vs-transfer-tokens curve (on the first `--curve-tokens` evaluation to
 Runs with torch.set_num_threads(1) (a shared 2-core machine).
 
     python3 benchmarks/convert_ppl.py --tokens 16384 --eval-tokens 4096
+    python3 benchmarks/convert_ppl.py --lora-from /tmp/attnlab-convert/hedgehog-w64 --tokens 16384 \
+        --eval-tokens 4096 --teacher-ppl 38.51140471606142 --out benchmarks/results/convert/ppl_lora.json
+
+`--lora-from DIR` skips the transfer: it loads maps that convert_ppl.py saved, checks their
+perplexity on the same evaluation tokens, runs LoLCATs' second stage (PEFT LoRA r = 8 on
+q/k/v/o, next-token loss under the converted attention, `--tokens` of the same training
+text as the transfer) and evaluates the merged model with the same maps.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ def main() -> None:
                     help="feature_map:window,... (default: all six)")
     ap.add_argument("--teacher-ppl", type=float, default=None,
                     help="reuse a teacher perplexity measured on the same eval tokens (skips the baselines)")
+    ap.add_argument("--lora-from", default=None, help="saved maps: run only the LoRA stage on them")
+    ap.add_argument("--lora-lr", type=float, default=1e-4)
     args = ap.parse_args()
     variants = [(v.split(":")[0], int(v.split(":")[1])) for v in args.variants.split(",")]
     torch.set_num_threads(1)
@@ -59,6 +68,8 @@ def main() -> None:
     else:
         res["teacher_ppl"] = args.teacher_ppl
     dump()
+    if args.lora_from:
+        return lora_row(model, tok, ids, args, res, dump)
     for kind, window in variants:
         curve = []
         kernel = "hybrid" if window else "linear"
@@ -83,6 +94,32 @@ def main() -> None:
         res["runs"].append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
         dump()
+
+
+def lora_row(model, tok, ids, args, res, dump) -> None:
+    """The LoRA stage on saved maps: ppl before (same eval tokens) and after, recovery, cost."""
+    from attnlab.convert import evaluate, load, lora_stage
+
+    maps = load(args.lora_from, model=model)
+    window = int(maps.meta.get("window") or 0)
+    kernel = "hybrid" if window else "linear"
+    before = evaluate(model, ids, kernel, maps=maps)
+    t0 = time.perf_counter()
+    merged = lora_stage(model, tok, maps, tokens=args.tokens, seq_len=args.seq_len, lr=args.lora_lr, progress=False)
+    seconds = time.perf_counter() - t0
+    after = evaluate(merged, ids, kernel, maps=maps)
+    lora = maps.meta["lora"]
+    trainable = sum(8 * (m.in_features + m.out_features) for n, m in model.named_modules()
+                    if n.split(".")[-1] in ("q_proj", "k_proj", "v_proj", "o_proj") and hasattr(m, "in_features"))
+    row = {"feature_map": maps.meta.get("feature_map"), "window": window, "kernel": kernel, "maps": args.lora_from,
+           "ppl_before_lora": before, "ppl": after, "recovery_before": res["teacher_ppl"] / before,
+           "recovery": res["teacher_ppl"] / after, "lora_seconds": seconds, "lora_tokens": lora["tokens"],
+           "lora_r": lora["r"], "lora_lr": lora["lr"], "lora_trainable_params": trainable,
+           "nll_first": lora["history"][0]["loss"] if lora["history"] else None,
+           "nll_last": lora["history"][-1]["loss"] if lora["history"] else None}
+    res["runs"].append(row)
+    print(json.dumps(row), flush=True)
+    dump()
 
 
 if __name__ == "__main__":

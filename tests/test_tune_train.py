@@ -173,3 +173,25 @@ def test_train_resumes_after_lofit_step_one(setup, tmp_path, monkeypatch):
     assert resumed.meta["selection"]["scores"] == whole.meta["selection"]["scores"]
     for k, v in whole.trainable_state().items():
         assert torch.allclose(v, resumed.trainable_state()[k], atol=1e-6), k
+
+
+def test_heads_chosen_by_the_taxonomy_are_the_top_k_of_head_kinds(setup):
+    """select='kind:COLUMN' fills the budget with the heads highest in that head_kinds column."""
+    from attnlab.observe.kinds import head_kinds
+    from attnlab.tune import train
+    from attnlab.tune.api import check_select
+    from attnlab.errors import OptionError
+
+    model, tok, task, _ = setup
+    adapter = train(model, tok, task=task, method="head_lora", heads="3", steps=2, dev_items=4, test_items=4,
+                    show=False, select="kind:sink_mass")
+    kinds = head_kinds(model, tok, probes=False)
+    want = kinds.sort_values(["sink_mass", "layer", "head"], ascending=[False, True, True]).head(3)
+    assert sorted(adapter.heads) == sorted((r.stack, int(r.layer), int(r.head)) for r in want.itertuples())
+    sel = adapter.meta["selection"]
+    assert sel["select"] == "kind:sink_mass" and len(sel["scores"]) == len(kinds)
+    with pytest.raises(OptionError, match="no such numeric head statistic"):
+        train(model, tok, task=task, method="head_lora", heads="3", steps=2, dev_items=4, test_items=4,
+              show=False, select="kind:nothing")
+    with pytest.raises(OptionError, match="unknown head selection"):
+        check_select("taxonomy")

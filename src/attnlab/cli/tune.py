@@ -8,10 +8,10 @@ from typing import Optional
 import typer
 
 
-def _check(task, method, heads, steps, seed, batch_size, out, fmt) -> None:
+def _check(task, method, heads, steps, seed, batch_size, out, fmt, select="lofit") -> None:
     """Every option checked before the model loads."""
     from ..errors import OptionError
-    from ..tune.api import check_train
+    from ..tune.api import check_select, check_train
     from ..tune.data import task_splits
     from .steer import _check_format
 
@@ -19,6 +19,7 @@ def _check(task, method, heads, steps, seed, batch_size, out, fmt) -> None:
     if task is None or out is None:
         raise OptionError("attnlab tune needs --task and --out (or the subcommand: attnlab tune merge DIR --out MODEL_DIR)")
     check_train(method, heads, steps, batch_size)
+    check_select(select)
     if seed < 0:
         raise OptionError(f"--seed must be >= 0, got {seed}")
     task_splits(task)
@@ -62,6 +63,9 @@ def register(app: typer.Typer) -> None:
         train_items: Optional[int] = typer.Option(None, "--train-items", help="first N training items"),
         test_items: Optional[int] = typer.Option(300, "--test-items", help="first N test items"),
         kernel: str = typer.Option("sdpa", "--kernel"),
+        select: str = typer.Option("lofit", "--select",
+                                   help="how a head budget is filled (lofit, head_lora): lofit (step 1), random, "
+                                        "or kind:COLUMN from the head taxonomy, e.g. kind:retrieval"),
         model: Optional[str] = typer.Option(None, "--model", help="embedded name, folder or .gguf"),
         out: Optional[str] = typer.Option(None, "--out", help="adapter folder to write"),
         fmt: str = typer.Option("table", "--format", help="table or json"),
@@ -69,7 +73,7 @@ def register(app: typer.Typer) -> None:
         """Train an adapter on the task's train split, early-stop on dev, report paired test accuracy."""
         if ctx.invoked_subcommand is not None:
             return
-        guarded(lambda: _check(task, method, heads, steps, seed, batch_size, out, fmt))
+        guarded(lambda: _check(task, method, heads, steps, seed, batch_size, out, fmt, select))
 
         def run():
             from ..models import load
@@ -79,7 +83,7 @@ def register(app: typer.Typer) -> None:
             opts = {"targets": targets} if targets else {}
             adapter = train(m, tok, task=task, method=method, heads=heads, steps=steps, seed=seed, lr=lr,
                             batch_size=batch_size, kernel=kernel, train_items=train_items, test_items=test_items,
-                            checkpoint_dir=out, **opts)
+                            checkpoint_dir=out, select=select, **opts)
             adapter.save(out)
             return {"task": task, "method": method, "heads": adapter.heads, "out": out,
                     "trainable_params": adapter.num_trainable(), **adapter.meta}

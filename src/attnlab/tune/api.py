@@ -25,7 +25,10 @@ def choose_heads(model, tok, sites, rows, dev, heads, select: str, cfg: LoopConf
     """The heads to tune and, for select='lofit', the step-1 history: (heads, info).
 
     heads: '3%' / '12' (a budget) or 'layer:head;...' (by hand). select: 'lofit' (train
-    scalings a_h on all heads with an L1 penalty, keep the top-K |a_h|) or 'random' (seeded).
+    scalings a_h on all heads with an L1 penalty, keep the top-K |a_h|), 'random' (seeded),
+    or 'kind:COLUMN' (the head taxonomy: the top-K heads by a column of
+    `attnlab.head_kinds(model, tok)`, e.g. kind:retrieval, kind:induction, kind:sink_mass;
+    the probe columns run the probes).
     checkpoint: step 1's checkpoint file (resumed from when present, like the edit step's).
     """
     from .sites import all_heads, head_budget, parse_heads
@@ -36,8 +39,10 @@ def choose_heads(model, tok, sites, rows, dev, heads, select: str, cfg: LoopConf
     k = head_budget(heads, len(every))
     if select == "random":
         return sorted(random.Random(cfg.seed).sample(every, k)), {"select": "random", "k": k}
+    if select.startswith("kind:"):
+        return _by_kind(model, tok, every, k, select[len("kind:"):])
     if select != "lofit":
-        raise OptionError(f"unknown head selection {select!r}; valid: lofit, random")
+        raise OptionError(f"unknown head selection {select!r}; valid: lofit, random, kind:COLUMN")
     scales = build("lofit_scales", model, sites, every)
     hist = fit(model, tok, scales, rows, dev, cfg, penalty=lambda: l1 * scales.module.scale.abs().sum(), show=show,
                checkpoint=checkpoint)
@@ -46,6 +51,38 @@ def choose_heads(model, tok, sites, rows, dev, heads, select: str, cfg: LoopConf
     info = {"select": "lofit", "k": k, "history": hist,
             "scores": {":".join(map(str, every[i])): float(norm[i]) for i in range(len(every))}}
     return sorted(every[i] for i in top), info
+
+
+PROBE_COLUMNS = ("induction", "prev_token_probe", "retrieval")
+
+
+def check_select(select: str) -> None:
+    """OptionError for a head selection that cannot work (before any model loads)."""
+    if select in ("lofit", "random"):
+        return
+    if not select.startswith("kind:") or not select[len("kind:"):]:
+        raise OptionError(f"unknown head selection {select!r}; valid: lofit, random, kind:COLUMN "
+                          "(e.g. kind:retrieval, kind:induction, kind:sink_mass)")
+
+
+def _by_kind(model, tok, every: list, k: int, column: str):
+    """The top-k heads by a head_kinds() column (NaN last): (heads, info with every head's score)."""
+    import math
+
+    from ..observe.kinds import head_kinds
+
+    kinds = head_kinds(model, tok, probes=column in PROBE_COLUMNS)
+    if column not in kinds.columns or kinds[column].dtype.kind not in "fiub":
+        numeric = [c for c in kinds.columns if kinds[c].dtype.kind in "fiub" and c not in ("layer", "head")]
+        raise OptionError(f"kind:{column}: no such numeric head statistic; valid: {', '.join(numeric)}")
+    rows = {(str(r.stack), int(r.layer), int(r.head)): r for r in kinds.itertuples()}
+    score = {h: float(getattr(rows[h], column)) if h in rows else float("nan") for h in every}
+    known = sorted((h for h in every if not math.isnan(score[h])), key=lambda h: (-score[h], h))
+    chosen = sorted((known + [h for h in every if math.isnan(score[h])])[:k])
+    info = {"select": f"kind:{column}", "k": k,
+            "scores": {":".join(map(str, h)): (None if math.isnan(v) else v) for h, v in score.items()},
+            "kinds": {":".join(map(str, h)): str(rows[h].kind) for h in every if h in rows}}
+    return chosen, info
 
 
 def _penalty(adapter, l0: float):
