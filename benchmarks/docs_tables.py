@@ -115,6 +115,14 @@ def kv() -> dict[str, str]:
             for name, text in kv_report.tables().items()}
 
 
+def convert() -> dict[str, str]:
+    """Linear / hybrid conversion: perplexity, decode, needles (convert_report.py)."""
+    import convert_report
+
+    return {name: text + "\nGenerated from `benchmarks/results/convert/` by `python3 benchmarks/docs_tables.py`.\n"
+            for name, text in convert_report.tables().items()}
+
+
 def tables() -> dict[str, str]:
     """File name in docs/generated -> its content."""
     out = {"arch_matrix.md": arch_matrix()}
@@ -128,6 +136,7 @@ def tables() -> dict[str, str]:
     out["steer_retrieval_heads.md"] = steer_retrieval_heads(RESULTS / "steer_retrieval_heads.json")
     out.update(tune())
     out.update(kv())
+    out.update(convert())
     return out
 
 
