@@ -129,13 +129,38 @@ def batch() -> str | None:
     return "\n".join(lines)
 
 
+def select_speed(folder: str = "kv_select") -> str | None:
+    """`attnlab bench --kv` rows: selection policies vs full attention per context length."""
+    path = HERE / "results" / folder / "bench.json"
+    if not path.exists():
+        return None
+    d = json.loads(path.read_text())
+    if not d.get("kv_rows"):
+        return None
+    lines = ["| context | kv | cache MB | prefill + compression s | x none | decode tok/s | x none | "
+             "decode peak RSS MB | tokens = none's | needles found |", "|" + " --- |" * 10]
+    needles = d.get("kv_needles", {})
+    for r in d["kv_rows"]:
+        n = needles.get(r["kv"])
+        found = f"{sum(c['correct'] for c in n['cases'])}/{n['n']}" if n else "-"
+        lines.append(f"| {r['length']} | `{r['kv']}` | {r['cache_mb']:.1f} | {r['prefill_s']:.1f} | "
+                     f"{r['prefill_overhead']:.2f} | {r['decode_tok_s']:.2f} | {r['decode_speedup']:.2f} | "
+                     f"{r['peak_rss_decode_mb']:.0f} | {100 * r['agreement']:.0f}% | {found} |")
+    cfg = d["config"]
+    lines += ["", f"{cfg['model']}, corpus {cfg['corpus']}, {cfg['kv_new_tokens']} generated tokens per row, "
+                  f"{cfg['threads'] or 'default'} threads, one fresh process per row; needles: {cfg['needles']} "
+                  f"cases at {', '.join(map(str, cfg['needle_lengths']))} tokens."]
+    return "\n".join(lines)
+
+
 def tables() -> dict[str, str]:
     """docs/generated file name -> markdown, for the result files that exist."""
     out = {"kv_needles_smollm2.md": needles("needles_4096.json"),
            "kv_needles_smollm2_context.md": needles("needles_4096_context.json"),
            "kv_needles_gemma3.md": needles("needles_gemma3_8192.json"),
            "kv_side_by_side.md": side_by_side(), "kv_press_memory.md": press_memory(),
-           "kv_memory.md": memory("memory_4096.json"), "kv_batch.md": batch()}
+           "kv_memory.md": memory("memory_4096.json"), "kv_batch.md": batch(),
+           "kv_select_speed.md": select_speed()}
     return {k: v + "\n" for k, v in out.items() if v is not None}
 
 
