@@ -196,21 +196,17 @@ def write_outputs(report: dict, out: Path) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
 
-    def write_csv(path):
-        with open(path, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(report["rows"])
-
-    _atomic_write(out / "bench.csv", write_csv)
-    if report.get("kv_rows"):
-        def write_kv(path):
+    def csv_of(columns, rows):
+        def write(path):
             with open(path, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=KV_COLUMNS, extrasaction="ignore")
+                writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
                 writer.writeheader()
-                writer.writerows(report["kv_rows"])
+                writer.writerows(rows)
+        return write
 
-        _atomic_write(out / "kv.csv", write_kv)
+    _atomic_write(out / "bench.csv", csv_of(CSV_COLUMNS, report["rows"]))
+    if report.get("kv_rows"):
+        _atomic_write(out / "kv.csv", csv_of(KV_COLUMNS, report["kv_rows"]))
     _atomic_write(out / "bench.json", lambda p: p.write_text(json.dumps(report, indent=2, default=str)))
     _atomic_write(out / "pareto.png", lambda p: pareto_plot(report["rows"], p))
 

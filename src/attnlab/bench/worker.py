@@ -127,14 +127,16 @@ def _quality(model, hidden, ids, task: dict) -> dict:
 
 
 def run_needles(task: dict) -> dict:
-    """Greedy completions of each needle prompt under the kernel; exact-match per case."""
+    """Greedy completions of each needle prompt under the kernel (or, for a kv_needles task,
+    under attach(kv=spec) after an sdpa prefill); exact-match per case."""
     from ..core.session import attach
     from . import measure
     from .needles import NeedleCase, is_correct
 
     model, tokenizer = _load(task)
     results = []
-    with attach(model, task["kernel"], **task["params"]):
+    setting = {"kernel": "sdpa", "kv": task["kv"]} if "kv" in task else {"kernel": task["kernel"], **task["params"]}
+    with attach(model, **setting):
         for raw in task["cases"]:
             case = NeedleCase(**{k: v for k, v in raw.items() if k != "length"})
             text = measure.generate_answer(model, tokenizer, case.prompt, task["max_new_tokens"])
@@ -183,24 +185,7 @@ def run_kv(task: dict) -> dict:
             "peak_rss_decode_mb": measure.peak_rss_mb(), "rss_loaded_mb": rss_loaded}
 
 
-def run_kv_needles(task: dict) -> dict:
-    """The needle prompts decoded under attach(kv=spec); exact-match per case."""
-    from ..core.session import attach
-    from . import measure
-    from .needles import NeedleCase, is_correct
-
-    model, tokenizer = _load(task)
-    results = []
-    with attach(model, kernel="sdpa", kv=task["kv"]):
-        for raw in task["cases"]:
-            case = NeedleCase(**{k: v for k, v in raw.items() if k != "length"})
-            text = measure.generate_answer(model, tokenizer, case.prompt, task["max_new_tokens"])
-            results.append({"length": raw["length"], "depth": case.depth, "answer": case.answer,
-                            "generated": text.strip(), "correct": is_correct(case, text)})
-    return {"needles": results}
-
-
-RUNNERS = {"cell": run_cell, "needles": run_needles, "kv": run_kv, "kv_needles": run_kv_needles}
+RUNNERS = {"cell": run_cell, "needles": run_needles, "kv": run_kv, "kv_needles": run_needles}
 
 
 def run_task(task: dict) -> dict:
