@@ -17,17 +17,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def write_cases(n_tokens: int, needles: int, pick: list[int], path: Path) -> None:
+def write_cases(n_tokens: int, needles: int, pick: list[int], path: Path, task: str = "needle") -> None:
     import attnlab
-    from kv_needles import QUESTION, cases
+    from kv_needles import NEW_TOKENS, cases, question_of
 
     _, tok = attnlab.load()
     out = []
-    for i, case in enumerate(cases(tok, n_tokens, needles)):
+    for i, case in enumerate(cases(tok, n_tokens, needles, task)):
         if i in pick:
-            question = case.prompt[case.prompt.rindex(QUESTION):]
-            out.append(dict(ids=tok(case.prompt)["input_ids"], answer=case.answer, depth=case.depth,
-                            keep_last=len(tok(question, add_special_tokens=False)["input_ids"])))
+            out.append(dict(ids=tok(case.prompt)["input_ids"], answer=case.answer, depth=case.depth, task=task,
+                            new_tokens=NEW_TOKENS[task],
+                            keep_last=len(tok(question_of(case), add_special_tokens=False)["input_ids"])))
     path.write_text(json.dumps(out))
 
 
@@ -55,13 +55,14 @@ def main() -> None:
     ap.add_argument("--presses", default="streaming,snapkv,h2o,tova,knorm,random,adaptive")
     ap.add_argument("--ratios", default="0.25,0.5,0.75,0.875")
     ap.add_argument("--skip-run", action="store_true", help="only join existing results")
+    ap.add_argument("--task", choices=("needle", "multikey", "vt"), default="needle")
     args = ap.parse_args()
     from attnlab.models import resolve
 
     pick = [int(i) for i in args.pick.split(",")]
-    cases_path = Path("/tmp/attnlab_kv_cases.json")
+    cases_path = Path(f"/tmp/attnlab_kv_cases_{args.task}.json")
     if not args.skip_run:
-        write_cases(args.n_tokens, args.needles, pick, cases_path)  # then the model is freed
+        write_cases(args.n_tokens, args.needles, pick, cases_path, args.task)  # then the model is freed
         import gc
 
         gc.collect()

@@ -2,7 +2,8 @@
 
     .venv-kvpress/bin/python benchmarks/kv_kvpress_run.py CASES.json MODEL_DIR OUT.json [PRESSES] [RATIOS]
 
-CASES.json: [{"ids": [...], "keep_last": n, "answer": "4817", "depth": d}, ...] (written by
+CASES.json: [{"ids": [...], "keep_last": n, "answer": "4817", "depth": d, "task": t,
+"new_tokens": k}, ...] (written by
 benchmarks/kv_kvpress.py from the same needle cases as kv_needles.py). As kvpress's own
 pipeline does, the context (all but the last keep_last tokens) is prefilled under the press
 and the question is fed afterwards, uncompressed; then greedy decoding. Same token ids as
@@ -11,8 +12,8 @@ the attnlab run. torch.set_num_threads(1).
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,16 @@ def make_press(name: str, ratio: float):
             "knorm": lambda: kp.KnormPress(compression_ratio=ratio),
             "random": lambda: kp.RandomPress(compression_ratio=ratio),
             "adaptive": lambda: kp.AdaKVPress(kp.SnapKVPress(compression_ratio=ratio))}[name]()
+
+
+def scorer():
+    """attnlab's own answer scoring, loaded from its file (it needs no attnlab import)."""
+    path = Path(__file__).resolve().parent.parent / "src" / "attnlab" / "bench" / "needles.py"
+    spec = importlib.util.spec_from_file_location("attnlab_needles", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look the module up by name
+    spec.loader.exec_module(module)
+    return module.answer_score
 
 
 def peak_rss_mb() -> float:
@@ -82,17 +93,17 @@ def main() -> None:
     tok = AutoTokenizer.from_pretrained(model_dir)
     models = {impl: AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation=impl).eval()
               for impl in ("sdpa", "eager")}
-    rows = []
+    rows, score = [], scorer()
     for ci, case in enumerate(cases):
         ids = torch.tensor([case["ids"]])
         for name, ratio in [("none", None)] + [(p, r) for r in ratios for p in presses]:
             press = None if name == "none" else make_press(name, ratio)
             model = models["eager" if name == "h2o" else "sdpa"]  # ObservedAttention needs eager weights
-            r = run_one(model, ids, case["keep_last"], press, 8)
+            r = run_one(model, ids, case["keep_last"], press, case.get("new_tokens", 8))
             text = tok.decode(r.pop("tokens"))
-            found = re.search(r"\d+", text)
-            rows.append(dict(policy=name, ratio=ratio, depth=case["depth"], answer=case["answer"], generated=text,
-                             correct=bool(found and found.group(0) == case["answer"]), **r))
+            got = score(case["answer"], text)
+            rows.append(dict(policy=name, ratio=ratio, task=case.get("task", "needle"), depth=case["depth"],
+                             answer=case["answer"], generated=text, correct=got == 1.0, score=got, **r))
             print(ci, name, ratio, rows[-1]["correct"], rows[-1]["kv_bytes"], flush=True)
             Path(out_file).write_text(json.dumps(dict(kvpress=kvpress.__version__ if hasattr(kvpress, "__version__")
                                                       else "0.5.5", rows=rows), indent=1))

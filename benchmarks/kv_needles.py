@@ -13,6 +13,11 @@ token count, as kvpress's pipeline keeps its `question`. Per run: correct, cache
 decode tokens/s, peak RSS during decode (VmHWM reset before decoding), build seconds
 (scoring + compression, the prefill overhead).
 
+Tasks (`--task`, `attnlab.bench.needles`): `needle` (one needle), `multikey` (four needles
+with different names, one asked for: RULER's multi-key NIAH) and `vt` (variable tracking: a
+chain of VAR assignments, the answer is every variable holding the value; `score` = the
+fraction of chain names generated, `correct` = all of them).
+
 Two protocols (`--protocol`):
   prompt   (default) the whole prompt, question included, is prefilled and compressed;
            the question tokens are protected (keep_last) and, for snapkv / adaptive, are
@@ -33,6 +38,7 @@ import time
 from pathlib import Path
 
 QUESTION = "\n\nRemember the secret number."
+NEW_TOKENS = {"needle": 8, "multikey": 8, "vt": 16}  # vt: "A, VAR B, VAR C" needs more tokens
 POLICIES = ("streaming", "snapkv", "h2o", "tova", "knorm", "random", "adaptive")
 RATIOS = (0.25, 0.5, 0.75, 0.875)
 
@@ -48,12 +54,18 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
-def cases(tok, n_tokens: int, needles: int):
+def cases(tok, n_tokens: int, needles: int, task: str = "needle"):
     from attnlab.bench.corpora import shakespeare
     from attnlab.bench.needles import make_cases
 
     depths = [(i + 0.5) / needles for i in range(needles)]
-    return make_cases(tok, shakespeare("hamlet"), [n_tokens], depths, seed=14)
+    options = {"multikey": {"keys": 4}, "vt": {"hops": 1}}.get(task, {})
+    return make_cases(tok, shakespeare("hamlet"), [n_tokens], depths, seed=14, task=task, **options)
+
+
+def question_of(case) -> str:
+    """The question suffix of a case (old needle records derive it from QUESTION)."""
+    return case.question or case.prompt[case.prompt.rindex(QUESTION):]
 
 
 def feed(model, cache, question, spec):
@@ -72,10 +84,10 @@ def run_case(model, tok, case, policies, ratios, new_tokens: int, progress, task
              protocol: str = "prompt") -> list[dict]:
     import torch
 
-    from attnlab.bench.needles import is_correct
+    from attnlab.bench.needles import answer_score, is_correct
     from attnlab.kv import replay
 
-    question = case.prompt[case.prompt.rindex(QUESTION):]
+    question = question_of(case)
     keep_last = len(tok(question, add_special_tokens=False)["input_ids"])
     ids = tok(case.prompt, return_tensors="pt")["input_ids"]
     if protocol == "context":  # the same token ids as kvpress's run: context, then the question
@@ -94,9 +106,9 @@ def run_case(model, tok, case, policies, ratios, new_tokens: int, progress, task
         first = pre.next_token if protocol == "prompt" else feed(model, cache, question_ids, spec)
         tokens, stats = replay.greedy(model, cache, first, new_tokens, spec)
         text = tok.decode(tokens[0])
-        rows.append(dict(policy=policy, ratio=ratio, spec=spec, protocol=protocol, depth=case.depth,
-                         n_tokens=int(ids.shape[1]),
-                         answer=case.answer, generated=text, correct=is_correct(case, text),
+        rows.append(dict(policy=policy, ratio=ratio, spec=spec, protocol=protocol, task=case.task,
+                         depth=case.depth, n_tokens=int(ids.shape[1]), answer=case.answer, generated=text,
+                         correct=is_correct(case, text), score=answer_score(case.answer, text),
                          kv_bytes=stats["kv_bytes"], kv_bytes_left_alone=stats["kv_bytes_left_alone"],
                          decode_tokens_per_s=stats["tokens_per_s"],
                          peak_rss_decode_mb=peak_rss_mb(), build_seconds=build, prefill_seconds=pre.seconds))
@@ -109,7 +121,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n-tokens", type=int, default=4096)
     ap.add_argument("--needles", type=int, default=5)
-    ap.add_argument("--new-tokens", type=int, default=8)
+    ap.add_argument("--new-tokens", type=int, default=None, help="default: 8 (needle, multikey), 16 (vt)")
+    ap.add_argument("--task", choices=tuple(NEW_TOKENS), default="needle")
     ap.add_argument("--policies", default=",".join(POLICIES))
     ap.add_argument("--ratios", default=",".join(map(str, RATIOS)))
     ap.add_argument("--out", default="benchmarks/results/kv/needles_4096.json")
@@ -126,7 +139,8 @@ def main() -> None:
     torch.set_num_threads(1)
     model, tok = attnlab.load(args.model)
     policies, ratios = args.policies.split(","), [float(r) for r in args.ratios.split(",")]
-    todo = cases(tok, args.n_tokens, args.needles)
+    todo = cases(tok, args.n_tokens, args.needles, args.task)
+    args.new_tokens = args.new_tokens or NEW_TOKENS[args.task]
     if args.pick:
         todo = [todo[int(i)] for i in args.pick.split(",")]
     rows = []
@@ -149,10 +163,12 @@ def summary(rows) -> str:
     groups = defaultdict(list)
     for r in rows:
         groups[(r["policy"], r["ratio"])].append(r)
-    lines = [f"{'policy':<10} {'ratio':>5} {'acc':>5} {'cacheMB':>8} {'tok/s':>6} {'rssMB':>7} {'build_s':>7}"]
+    lines = [f"{'policy':<10} {'ratio':>5} {'acc':>5} {'score':>5} {'cacheMB':>8} {'tok/s':>6} {'rssMB':>7} "
+             f"{'build_s':>7}"]
     for (p, ratio), rs in groups.items():
         n = len(rs)
         lines.append(f"{p:<10} {ratio if ratio is not None else 0:>5} {sum(r['correct'] for r in rs) / n:>5.2f} "
+                     f"{sum(r.get('score', r['correct']) for r in rs) / n:>5.2f} "
                      f"{sum(r['kv_bytes'] for r in rs) / n / 2**20:>8.1f} "
                      f"{sum(r['decode_tokens_per_s'] for r in rs) / n:>6.1f} "
                      f"{max(r['peak_rss_decode_mb'] for r in rs):>7.0f} {sum(r['build_seconds'] for r in rs) / n:>7.2f}")
