@@ -67,6 +67,7 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--out", default="benchmarks/results/kv/memory_4096.json")
     ap.add_argument("--model", default=None, help="embedded name, folder or .gguf (default smollm2-135m)")
+    ap.add_argument("--append", action="store_true", help="add rows to the --out file instead of replacing it")
     args = ap.parse_args()
     if args.one is not None:
         print(json.dumps(one(args.one, args.n_tokens, args.new_tokens, args.model)))
@@ -74,7 +75,11 @@ def main() -> None:
     from rich.progress import track
 
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", TRANSFORMERS_VERBOSITY="error")
-    rows = []
+    rows, commands = [], []
+    if args.append and Path(args.out).exists():
+        old = json.loads(Path(args.out).read_text())
+        rows, commands = old["rows"], old.get("commands", [old["command"]])
+    commands.append("python3 benchmarks/kv_memory.py " + " ".join(sys.argv[1:]))
     for spec in track(args.specs.split(";"), description="policies (one process each)"):
         res = subprocess.run([sys.executable, __file__, "--one", spec, "--n-tokens", str(args.n_tokens),
                               "--new-tokens", str(args.new_tokens)] + (["--model", args.model] if args.model else []),
@@ -83,8 +88,8 @@ def main() -> None:
             raise SystemExit(res.stderr)
         rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
-        Path(args.out).write_text(json.dumps(dict(threads=1, model=args.model or "smollm2-135m", command="python3 benchmarks/kv_memory.py " + " ".join(
-            sys.argv[1:]), rows=rows), indent=1))
+        Path(args.out).write_text(json.dumps(dict(threads=1, model=args.model or "smollm2-135m", command=commands[0],
+                                                  commands=commands, rows=rows), indent=1))
 
 
 if __name__ == "__main__":

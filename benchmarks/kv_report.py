@@ -33,6 +33,11 @@ def _acc(rs) -> str:
     return f"{sum(bool(r['correct']) for r in rs)}/{len(rs)}" if rs else "-"
 
 
+def _score(rs) -> str:
+    """Mean partial score (variable tracking: fraction of chain names found)."""
+    return f"{sum(r.get('score', float(r['correct'])) for r in rs) / len(rs):.2f}" if rs else "-"
+
+
 def needles(name: str = "needles_4096.json") -> str | None:
     """Accuracy, cache bytes, compression seconds and decode speed per policy x ratio."""
     d = _load(name)
@@ -86,6 +91,39 @@ def side_by_side() -> str | None:
     return "\n".join(lines)
 
 
+TASK_NAMES = {"multikey": "multi-key needles (4 needles, one asked for)",
+              "vt": "variable tracking (VAR chain, 1 hop; score = fraction of the 2 names found)"}
+
+
+def task_side_by_side(task: str) -> str | None:
+    """One retrieval task: attnlab (kvpress's protocol) on all cases and on kvpress's cases, and
+    kvpress on its cases: found, mean score, cache MB per policy x ratio."""
+    attn, press = _load(f"{task}_4096_context.json"), _load(f"kvpress_{task}_4096.json")
+    if attn is None:
+        return None
+    picked = {round(r["depth"], 6) for r in press["rows"]} if press else set()
+
+    def cell(rows, p, ratio, depths=None):
+        rs = [r for r in rows if r["policy"] == p and r["ratio"] == ratio
+              and (depths is None or round(r["depth"], 6) in depths)]
+        return f"{_acc(rs)} | {_score(rs)} | {sum(r['kv_bytes'] for r in rs) / len(rs) / MB:.1f}" if rs else "- | - | -"
+
+    keys = list(_groups(attn["rows"]))
+    n_all = len({round(r["depth"], 6) for r in attn["rows"]})
+    lines = [f"| policy | ratio | attnlab, {n_all} cases: found | score | MB | attnlab, kvpress's {len(picked)} cases: "
+             "found | score | MB | kvpress 0.5.5: found | score | MB |", "|" + " --- |" * 11]
+    for p, ratio in keys:
+        lines.append(f"| {p} | {ratio if ratio is not None else '-'} | {cell(attn['rows'], p, ratio)} | "
+                     f"{cell(attn['rows'], p, ratio, picked)} | "
+                     f"{cell(press['rows'], p, ratio) if press else '- | - | -'} |")
+    depths = sorted({round(r["depth"], 3) for r in attn["rows"]})
+    lines += ["", f"{TASK_NAMES.get(task, task)}; {attn['rows'][0]['n_tokens']}-token prompts, answer depths "
+                  f"{', '.join(map(str, depths))} (kvpress: {', '.join(str(round(x, 3)) for x in sorted(picked))}), "
+                  f"kvpress's protocol for both (context compressed, question fed after); `{attn['command']}`"
+                  + (f"; kvpress: {len(press['rows'])} runs" if press else "; kvpress: not run yet") + "."]
+    return "\n".join(lines)
+
+
 def press_memory() -> str | None:
     """kvpress's cache bytes and in-process peak RSS per press (its first needle)."""
     press = _load("kvpress_4096_all.json") or _load("kvpress_4096.json")
@@ -113,7 +151,8 @@ def memory(name: str = "memory_4096.json") -> str | None:
         lines.append(f"| `{r['spec']}` | {r['kv_bytes'] / MB:.1f} | {r['peak_rss_decode_mb']:.0f} | {delta} | "
                      f"{r['decode_tokens_per_s']:.2f} | {r['prefill_seconds']:.1f} | "
                      f"{'right' if r['correct'] else 'wrong'} |")
-    lines += ["", f"`{d['command']}` ({d.get('model', 'smollm2-135m')}, one process per row)."]
+    commands = " and ".join(f"`{c}`" for c in d.get("commands", [d["command"]]))
+    lines += ["", f"{commands} ({d.get('model', 'smollm2-135m')}, one process per row)."]
     return "\n".join(lines)
 
 
@@ -160,7 +199,8 @@ def tables() -> dict[str, str]:
            "kv_needles_gemma3.md": needles("needles_gemma3_8192.json"),
            "kv_side_by_side.md": side_by_side(), "kv_press_memory.md": press_memory(),
            "kv_memory.md": memory("memory_4096.json"), "kv_batch.md": batch(),
-           "kv_select_speed.md": select_speed()}
+           "kv_select_speed.md": select_speed(),
+           "kv_multikey.md": task_side_by_side("multikey"), "kv_vt.md": task_side_by_side("vt")}
     return {k: v + "\n" for k, v in out.items() if v is not None}
 
 
