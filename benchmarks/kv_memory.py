@@ -36,7 +36,9 @@ def one(spec: str, n_tokens: int, new_tokens: int, model_name: str | None = None
     model, tok = attnlab.load(model_name)
     case = cases(tok, n_tokens, 5)[0]
     keep_last = len(tok(question_of(case), add_special_tokens=False)["input_ids"])
-    if spec != "none":
+    from attnlab.kv.selection import SELECTIONS
+
+    if spec != "none" and spec.split(":")[0] not in SELECTIONS:  # selection evicts nothing: no keep_last
         spec = f"{spec},keep_last={keep_last}"
     ids = tok(case.prompt, return_tensors="pt")
     stamps = []
