@@ -1,4 +1,4 @@
-"""Held-out perplexity of SmolLM2-135M: teacher vs linear / hybrid maps after attention transfer.
+"""Held-out perplexity of SmolLM2-135M (or `--model gemma3-270m`): teacher vs linear / hybrid maps after attention transfer.
 
 Every converted variant is trained on the same token budget (the same sequences, in the
 same order) and evaluated on the same held-out text (Persuasion + Macbeth, never trained
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -35,6 +36,8 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--eval-tokens", type=int, default=4096)
     ap.add_argument("--curve-tokens", type=int, default=2048)
+    ap.add_argument("--eval-seq-len", type=int, default=512,
+                    help="evaluation sequence length (Gemma3: > 512 so its global layers see past the window)")
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--maps-dir", default="/tmp/attnlab-convert")
     ap.add_argument("--out", default=str(RESULTS / "ppl.json"))
@@ -44,16 +47,19 @@ def main() -> None:
                     help="reuse a teacher perplexity measured on the same eval tokens (skips the baselines)")
     ap.add_argument("--lora-from", default=None, help="saved maps: run only the LoRA stage on them")
     ap.add_argument("--lora-lr", type=float, default=1e-4)
+    ap.add_argument("--model", default=None, help="embedded name, folder or .gguf (default smollm2-135m); "
+                    "a model with sliding-window layers converts its global layers only")
     args = ap.parse_args()
     variants = [(v.split(":")[0], int(v.split(":")[1])) for v in args.variants.split(",")]
     torch.set_num_threads(1)
     import attnlab
     from attnlab.convert import eval_ids, evaluate, save, transfer
 
-    model, tok = attnlab.load()
-    ids = eval_ids(tok, args.eval_tokens, 512)
-    res = {"model": "SmolLM2-135M-Instruct", "threads": 1, "train_tokens": args.tokens, "seq_len": args.seq_len,
-           "eval_tokens": int(ids.numel()), "lr": args.lr, "runs": []}
+    model, tok = attnlab.load(args.model)
+    ids = eval_ids(tok, args.eval_tokens, args.eval_seq_len)
+    res = {"model": model.config._name_or_path or args.model, "model_name": args.model or "smollm2-135m",
+           "command": "python3 benchmarks/convert_ppl.py " + " ".join(sys.argv[1:]), "threads": 1, "train_tokens": args.tokens, "seq_len": args.seq_len,
+           "eval_tokens": int(ids.numel()), "eval_seq_len": args.eval_seq_len, "lr": args.lr, "runs": []}
 
     def dump():
         Path(args.out).write_text(json.dumps(res, indent=2))
@@ -75,7 +81,7 @@ def main() -> None:
         kernel = "hybrid" if window else "linear"
 
         def on_ckpt(step, n, maps):
-            curve.append({"tokens": n, "ppl": evaluate(model, ids[: args.curve_tokens // 512], kernel, maps=maps)})
+            curve.append({"tokens": n, "ppl": evaluate(model, ids[: max(1, args.curve_tokens // args.eval_seq_len)], kernel, maps=maps)})
 
         cb = on_ckpt if (kind, window) == ("hedgehog", 64) else None
         t0 = time.perf_counter()
