@@ -95,9 +95,11 @@ def run_case(model, tok, case, policies, ratios, new_tokens: int, progress, task
         keep_last = 0
     pre = replay.capture(model, ids)
     rows, memo = [], {}  # memo: a scorer's scores serve all its ratios (build_seconds: first ratio pays)
-    specs = [("none", None, "none")] + [(p, r, (f"adaptive:policy=snapkv,ratio={r}" if p == "adaptive" else
-                                                 f"{p}:ratio={r}") + (f",keep_last={keep_last}" if keep_last else ""))
-                                        for p in policies for r in ratios]
+    def spec_of(p, r):  # "tova:heads=all" carries its own parameters
+        base = "adaptive:policy=snapkv" if p == "adaptive" else p
+        return f"{base}{',' if ':' in base else ':'}ratio={r}" + (f",keep_last={keep_last}" if keep_last else "")
+
+    specs = [("none", None, "none")] + [(p, r, spec_of(p, r)) for p in policies for r in ratios]
     for policy, ratio, spec in specs:
         start = time.perf_counter()
         cache = replay.build_cache(model, pre, spec, memo)
@@ -123,7 +125,7 @@ def main() -> None:
     ap.add_argument("--needles", type=int, default=5)
     ap.add_argument("--new-tokens", type=int, default=None, help="default: 8 (needle, multikey), 16 (vt)")
     ap.add_argument("--task", choices=tuple(NEW_TOKENS), default="needle")
-    ap.add_argument("--policies", default=",".join(POLICIES))
+    ap.add_argument("--policies", default=",".join(POLICIES), help="';'-separated if a policy has parameters")
     ap.add_argument("--ratios", default=",".join(map(str, RATIOS)))
     ap.add_argument("--out", default="benchmarks/results/kv/needles_4096.json")
     ap.add_argument("--protocol", choices=("prompt", "context"), default="prompt",
@@ -138,7 +140,8 @@ def main() -> None:
 
     torch.set_num_threads(1)
     model, tok = attnlab.load(args.model)
-    policies, ratios = args.policies.split(","), [float(r) for r in args.ratios.split(",")]
+    policies = args.policies.split(";" if ";" in args.policies or ":" in args.policies else ",")
+    ratios = [float(r) for r in args.ratios.split(",")]
     todo = cases(tok, args.n_tokens, args.needles, args.task)
     args.new_tokens = args.new_tokens or NEW_TOKENS[args.task]
     if args.pick:

@@ -55,7 +55,7 @@ def _group(x, h_kv=2):
     return x.view(x.shape[0], h_kv, -1, x.shape[-1]).mean(2)
 
 
-def _reference_scores(name, attn, keys, t):
+def _reference_scores(name, attn, keys, t, params=""):
     """Naive scores [1, H_kv, T] from the full attention map and keys."""
     if name == "snapkv":
         w = 8
@@ -66,6 +66,8 @@ def _reference_scores(name, attn, keys, t):
     if name == "h2o":
         return _group(attn.sum(2) / torch.arange(t, 0, -1).float())
     if name == "tova":
+        if "heads=all" in params:  # kvpress's TOVAPress: mean over every query head
+            return attn[:, :, -1].mean(1, keepdim=True).expand(1, 2, t).clone()
         return _group(attn[:, :, -1])
     if name == "knorm":
         return -keys.norm(dim=-1)
@@ -75,8 +77,8 @@ def _reference_scores(name, attn, keys, t):
         return s
 
 
-@pytest.mark.parametrize("name,params", [("snapkv", "window=8"), ("h2o", ""), ("tova", ""), ("knorm", ""),
-                                         ("streaming", "sinks=4")])
+@pytest.mark.parametrize("name,params", [("snapkv", "window=8"), ("h2o", ""), ("tova", ""), ("tova", "heads=all"),
+                                         ("knorm", ""), ("streaming", "sinks=4")])
 def test_keeps_what_the_reference_picks(name, params):
     model, ids = _model(), _prompt()
     attns, keys = _full_attention(model, ids)
@@ -84,7 +86,7 @@ def test_keeps_what_the_reference_picks(name, params):
     spec = f"{name}:budget={budget},keep_last={keep_last}" + (f",{params}" if params else "")
     _, s = _generate(model, ids, n=1, kv=spec)
     for i, layer in s.kv.layers().items():
-        ref = _reference_scores(name, attns[i].float(), keys[i].float(), T)
+        ref = _reference_scores(name, attns[i].float(), keys[i].float(), T, params)
         ref[..., -keep_last:] = float("inf")
         want = ref.topk(budget, dim=-1).indices.sort(-1).values  # [1, H_kv, budget]
         got = layer.pos[..., :budget]

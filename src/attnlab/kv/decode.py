@@ -21,10 +21,13 @@ from ..core.call import AttnCall
 from .policy import KVPolicy
 
 
-def _attention(call: AttnCall) -> torch.Tensor:
-    """The call's last query's attention per key head: [B, H_kv, K] fp32 (mean over the group)."""
+def _attention(call: AttnCall, heads: str = "group") -> torch.Tensor:
+    """The call's last query's attention per key head: [B, H_kv, K] fp32 (mean over the group;
+    heads="all": over every query head, the same for each key head)."""
     p = sc.probs(call, sc.logits(call, call.q_len - 1, call.q_len))[:, :, 0]  # [B, H, K]
     b, _, k = p.shape
+    if heads == "all":
+        return p.mean(1, keepdim=True).expand(b, call.num_kv_heads, k)
     return p.view(b, call.num_kv_heads, call.groups, k).mean(2)
 
 
@@ -34,7 +37,7 @@ def decode_scores(policy: KVPolicy, layer, call: AttnCall) -> torch.Tensor:
     if name == "h2o":
         return layer.score
     if name in ("tova", "snapkv"):
-        return _attention(call)
+        return _attention(call, policy.scorer_params.get("heads", "group"))
     if name == "streaming":
         sinks = policy.scorer_params.get("sinks", 4)
         pos = layer.pos.float()

@@ -10,7 +10,7 @@ the G query heads of each key head (a key head is kept or evicted for all of the
     snapkv     mean attention of the last `window` queries, average-pooled over `pool` keys (SnapKV)
     h2o        accumulated attention: column sums of the whole map over the queries that see
                each key, divided by their number (H2O; kvpress's ObservedAttentionPress)
-    tova       attention of the last query (TOVA), per key head
+    tova       attention of the last query (TOVA), per key head (heads=all: over all heads)
     knorm      minus the L2 norm of the key (low-norm keys draw attention; Devoto et al.)
     random     uniform random (control), seeded per layer and drawn for the real tokens only
 """
@@ -84,9 +84,18 @@ def h2o(call: AttnCall, block_size: int = 256) -> torch.Tensor:
     return _group_mean(total / seen.clamp_min(1), call)
 
 
-def tova(call: AttnCall) -> torch.Tensor:
-    """Attention of the last query on each key, per key head: [B, H_kv, K]."""
-    return _group_mean(_probs(call, call.q_len - 1, call.q_len)[:, :, 0], call)
+def tova(call: AttnCall, heads: str = "group") -> torch.Tensor:
+    """Attention of the last query on each key: [B, H_kv, K]. heads="group": per key head (the
+    mean over its query heads); heads="all": the mean over every query head, the same scores
+    for every key head (kvpress's TOVAPress)."""
+    from ..errors import SpecError
+
+    if heads not in ("group", "all"):
+        raise SpecError(f"tova: heads={heads!r}; valid: group, all")
+    p = _probs(call, call.q_len - 1, call.q_len)[:, :, 0]  # [B, H, K]
+    if heads == "all":
+        return p.mean(1, keepdim=True).expand(-1, call.num_kv_heads, -1).contiguous()
+    return _group_mean(p, call)
 
 
 def knorm(call: AttnCall) -> torch.Tensor:
