@@ -71,6 +71,26 @@ def decode() -> str | None:
     return "\n".join(lines)
 
 
+def decode_fresh(name: str = "decode_fresh.json") -> str | None:
+    """One fresh process per (context, variant): speed ratios to the softmax model of the same
+    context, cache bytes, the prefill's and the decode phase's own peak RSS."""
+    d = _load(name)
+    if d is None:
+        return None
+    base = {r["context"]: r for r in d["rows"] if r["variant"].startswith("softmax")}
+    lines = ["| context | variant | prefill s | x softmax | decode tok/s | x softmax | cache MB | "
+             "prefill peak RSS MB | decode peak RSS MB | vs softmax MB |", "|" + " --- |" * 10]
+    for r in d["rows"]:
+        b = base[r["context"]]  # every context runs its softmax row first
+        lines.append(f"| {r['context']} | {r['variant']} | {r['prefill_s']:.1f} | {r['prefill_s'] / b['prefill_s']:.2f} | "
+                     f"{r['decode_tok_s']:.2f} | {r['decode_tok_s'] / b['decode_tok_s']:.2f} | {r['cache_mb']:.1f} | "
+                     f"{r['prefill_peak_rss_mb']:.0f} | {r['decode_peak_rss_mb']:.0f} | "
+                     f"{r['decode_peak_rss_mb'] - b['decode_peak_rss_mb']:+.0f} |")
+    lines += ["", f"`{d['command']}`: {d['steps']} decode steps, {d['threads']} thread, one new process per row "
+                  f"(the model loaded the same way in each, so peak RSS compares across rows), maps `{d['maps']}`."]
+    return "\n".join(lines)
+
+
 def needles() -> str | None:
     d = _load("needles.json")
     if d is None:
@@ -83,7 +103,7 @@ def needles() -> str | None:
 
 
 def tables() -> dict[str, str]:
-    out = {"convert_ppl.md": ppl(), "convert_decode.md": decode(), "convert_needles.md": needles()}
+    out = {"convert_ppl.md": ppl(), "convert_decode.md": decode(), "convert_decode_fresh.md": decode_fresh(), "convert_needles.md": needles()}
     return {k: v + "\n" for k, v in out.items() if v is not None}
 
 
