@@ -47,13 +47,7 @@ def make_case(tokenizer, haystack: str, n_tokens: int, depth: float, seed: int) 
     name, number = rng.choice(NAMES), str(rng.randint(1000, 9999))
     needle = f"The secret number of {name} is {number}."
     question = f"\n\nRemember the secret number. The secret number of {name} is"
-    overhead = len(tokenizer(needle + " " + question, add_special_tokens=False)["input_ids"]) + 4
-    ids = tokenizer(haystack, add_special_tokens=False)["input_ids"]
-    budget = n_tokens - overhead
-    if budget <= 0 or budget > len(ids):
-        raise ValueError(f"cannot build a {n_tokens}-token needle case from a {len(ids)}-token haystack")
-    start = rng.randint(0, len(ids) - budget)
-    body = tokenizer.decode(ids[start:start + budget])
+    body = _haystack(tokenizer, haystack, n_tokens, needle + " " + question, rng)
     cut = _sentence_boundary(body, int(len(body) * depth))
     before, after = body[:cut], body[cut:]
     prompt = f"{before} {needle} {after}{question}"
