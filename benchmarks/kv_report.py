@@ -86,6 +86,11 @@ def side_by_side() -> str | None:
     for p, ratio in keys:
         lines.append(f"| {p} | {ratio if ratio is not None else '-'} | {cell(prompt, p, ratio)} | "
                      f"{cell(context, p, ratio)} | {cell(press, p, ratio)} |")
+    tova_all = _load("needles_4096_context_tova_all.json")  # kvpress's TOVA rule, next to its press
+    if tova_all is not None:
+        for ratio in sorted({r["ratio"] for r in tova_all["rows"] if r["ratio"] is not None}):
+            lines.append(f"| tova:heads=all | {ratio} | - | - | {cell(tova_all, 'tova:heads=all', ratio)} | "
+                         f"{cell(press, 'tova', ratio)} |")
     lines += ["", f"Needles at depths {', '.join(str(round(x, 2)) for x in sorted(depths))} "
                   f"({len(press['rows'])} kvpress runs)."]
     return "\n".join(lines)
@@ -96,31 +101,38 @@ TASK_NAMES = {"multikey": "multi-key needles (4 needles, one asked for)",
 
 
 def task_side_by_side(task: str) -> str | None:
-    """One retrieval task: attnlab (kvpress's protocol) on all cases and on kvpress's cases, and
-    kvpress on its cases: found, mean score, cache MB per policy x ratio."""
-    attn, press = _load(f"{task}_4096_context.json"), _load(f"kvpress_{task}_4096.json")
-    if attn is None:
+    """One retrieval task per policy x ratio: attnlab question-aware (`--protocol prompt`) and
+    under kvpress's protocol on all cases, attnlab and kvpress on kvpress's cases (found, mean
+    score, cache MB)."""
+    context, press = _load(f"{task}_4096_context.json"), _load(f"kvpress_{task}_4096.json")
+    prompt = _load(f"{task}_4096_prompt.json")
+    if context is None:
         return None
     picked = {round(r["depth"], 6) for r in press["rows"]} if press else set()
 
-    def cell(rows, p, ratio, depths=None):
-        rs = [r for r in rows if r["policy"] == p and r["ratio"] == ratio
-              and (depths is None or round(r["depth"], 6) in depths)]
-        return f"{_acc(rs)} | {_score(rs)} | {sum(r['kv_bytes'] for r in rs) / len(rs) / MB:.1f}" if rs else "- | - | -"
+    def cell(doc, p, ratio, depths=None, mb=False):
+        rs = [r for r in doc["rows"] if r["policy"] == p and r["ratio"] == ratio
+              and (depths is None or round(r["depth"], 6) in depths)] if doc else []
+        if not rs:
+            return "- | -" + (" | -" if mb else "")
+        return f"{_acc(rs)} | {_score(rs)}" + (f" | {sum(r['kv_bytes'] for r in rs) / len(rs) / MB:.1f}" if mb else "")
 
-    keys = list(_groups(attn["rows"]))
-    n_all = len({round(r["depth"], 6) for r in attn["rows"]})
-    lines = [f"| policy | ratio | attnlab, {n_all} cases: found | score | MB | attnlab, kvpress's {len(picked)} cases: "
-             "found | score | MB | kvpress 0.5.5: found | score | MB |", "|" + " --- |" * 11]
-    for p, ratio in keys:
-        lines.append(f"| {p} | {ratio if ratio is not None else '-'} | {cell(attn['rows'], p, ratio)} | "
-                     f"{cell(attn['rows'], p, ratio, picked)} | "
-                     f"{cell(press['rows'], p, ratio) if press else '- | - | -'} |")
-    depths = sorted({round(r["depth"], 3) for r in attn["rows"]})
-    lines += ["", f"{TASK_NAMES.get(task, task)}; {attn['rows'][0]['n_tokens']}-token prompts, answer depths "
-                  f"{', '.join(map(str, depths))} (kvpress: {', '.join(str(round(x, 3)) for x in sorted(picked))}), "
-                  f"kvpress's protocol for both (context compressed, question fed after); `{attn['command']}`"
-                  + (f"; kvpress: {len(press['rows'])} runs" if press else "; kvpress: not run yet") + "."]
+    n_all = len({round(r["depth"], 6) for r in context["rows"]})
+    lines = [f"| policy | ratio | question-aware, {n_all} cases: found | score | kvpress's protocol, {n_all} cases: "
+             f"found | score | MB | the same on kvpress's {len(picked)}: found | score | kvpress 0.5.5 on them: "
+             "found | score | MB |", "|" + " --- |" * 13]
+    for p, ratio in _groups(context["rows"]):
+        lines.append(f"| {p} | {ratio if ratio is not None else '-'} | {cell(prompt, p, ratio)} | "
+                     f"{cell(context, p, ratio, mb=True)} | {cell(context, p, ratio, picked)} | "
+                     f"{cell(press, p, ratio, mb=True)} |")
+    depths = sorted({round(r["depth"], 3) for r in context["rows"]})
+    lines += ["", f"{TASK_NAMES.get(task, task)}; {context['rows'][0]['n_tokens']}-token contexts, answer depths "
+                  f"{', '.join(map(str, depths))} (kvpress's cases: "
+                  f"{', '.join(str(round(x, 3)) for x in sorted(picked)) or 'not run yet'}). Question-aware: the whole "
+                  "prompt is compressed with the question protected (`keep_last`); kvpress's protocol: the context "
+                  f"is compressed, the question fed after. `{context['command']}`" +
+                  (f"; `{prompt['command']}`" if prompt else "") + (f"; kvpress: {len(press['rows'])} runs" if press else "")
+                  + "."]
     return "\n".join(lines)
 
 
