@@ -58,6 +58,32 @@ def ppl() -> str | None:
     return "\n".join(lines)
 
 
+def ppl_gemma3(name: str = "ppl_gemma3.json") -> str | None:
+    """Gemma3-270M: only its global layers converted (sliding-window layers stay softmax)."""
+    d = _load(name)
+    if d is None:
+        return None
+    return _gemma3_table(d) if d.get("runs") else None
+
+
+def _gemma3_table(d: dict) -> str:
+    n_seq = d["train_tokens"] // d["seq_len"]
+    lines = [f"Gemma3-270M: teacher held-out perplexity **{d['teacher_ppl']:.2f}**, a 64-token window on every "
+             f"layer **{d['window_only_ppl']:.2f}**; only the global layers are converted, the sliding-window "
+             f"layers stay softmax. Transfer {d['train_tokens']} tokens ({n_seq} sequences of {d['seq_len']}), "
+             f"lr {d['lr']}, {d['eval_tokens']} evaluation tokens in sequences of {d['eval_seq_len']} "
+             "(past the 512-token window), 1 thread.", "",
+             "| feature map | window | kernel | trained params | steps | MSE first -> last | transfer s | "
+             "transfer tokens/s | held-out ppl | recovery |", "|" + " --- |" * 10]
+    for r in d["runs"]:
+        lines.append(f"| {r['feature_map']} | {r['window']} | {r['kernel']} | {r['trainable_params']:,} | "
+                     f"{r['trained_steps']} | {r['mse_first']:.3f} -> {r['mse_last']:.3f} | "
+                     f"{r['transfer_seconds']:.0f} | {d['train_tokens'] / r['transfer_seconds']:.1f} | "
+                     f"{r['ppl']:.2f} | {r['recovery']:.3f} |")
+    lines += ["", f"`{d['command']}`"]
+    return "\n".join(lines)
+
+
 def decode() -> str | None:
     d = _load("decode.json")
     if d is None:
@@ -103,7 +129,8 @@ def needles() -> str | None:
 
 
 def tables() -> dict[str, str]:
-    out = {"convert_ppl.md": ppl(), "convert_decode.md": decode(), "convert_decode_fresh.md": decode_fresh(), "convert_needles.md": needles()}
+    out = {"convert_ppl.md": ppl(), "convert_decode.md": decode(), "convert_decode_fresh.md": decode_fresh(),
+           "convert_ppl_gemma3.md": ppl_gemma3(), "convert_needles.md": needles()}
     return {k: v + "\n" for k, v in out.items() if v is not None}
 
 
