@@ -152,6 +152,9 @@ def test_state_cache_decode_equals_one_prefill_and_memory_is_constant(name, wind
             sizes.append(cache.memory())
     assert float((whole - torch.cat(steps, 1)).abs().max()) < 1e-4
     assert len(set(sizes)) == 1  # the state does not grow with the context
+    for layer in cache.layers:  # the kept window owns its storage: no view into the prefill's keys
+        for t in (layer.keys, layer.values):
+            assert t.untyped_storage().nbytes() == t.numel() * t.element_size()
 
 
 def test_generate_on_state_cache_equals_generate_on_stock_cache():

@@ -48,7 +48,9 @@ class StateLayer(CacheLayerMixin):
         keys = torch.cat([self.keys, key_states], dim=-2)
         values = torch.cat([self.values, value_states], dim=-2)
         held = min(self.keep, keys.shape[-2])
-        self.keys, self.values = keys[:, :, keys.shape[-2] - held:], values[:, :, values.shape[-2] - held:]
+        # clone: a slice is a view that would keep the whole prefill's keys alive
+        self.keys = keys[:, :, keys.shape[-2] - held:].clone()
+        self.values = values[:, :, values.shape[-2] - held:].clone()
         return keys, values
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
