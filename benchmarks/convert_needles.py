@@ -25,6 +25,7 @@ def main() -> None:
     ap.add_argument("--depths", type=float, nargs="+", default=[0.1, 0.5, 0.9])
     ap.add_argument("--maps", nargs="*", default=[])
     ap.add_argument("--out", default=str(RESULTS / "needles.json"))
+    ap.add_argument("--model", default=None, help="embedded name, folder or .gguf (default smollm2-135m)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     import attnlab
@@ -33,13 +34,13 @@ def main() -> None:
     from attnlab.bench.needles import is_correct, make_cases
     from attnlab.convert import load
 
-    model, tok = attnlab.load()
+    model, tok = attnlab.load(args.model)
     cases = make_cases(tok, corpora.austen("persuasion"), args.lengths, args.depths, seed=0)
     variants = [("teacher (softmax)", "sdpa", {}), ("window 64 only", "streaming", {"sinks": 0, "window": 64})]
     for path in args.maps:
         maps = load(path, model=model)
         variants.append((f"{maps.kind} w={maps.window}", "hybrid" if maps.window else "linear", {"maps": maps}))
-    res = {"model": "SmolLM2-135M-Instruct", "threads": 1, "lengths": args.lengths, "depths": args.depths,
+    res = {"model": args.model or "smollm2-135m", "threads": 1, "lengths": args.lengths, "depths": args.depths,
            "cases": len(cases), "variants": []}
     for label, kernel, params in variants:
         rows = []

@@ -117,8 +117,8 @@ def decode_fresh(name: str = "decode_fresh.json") -> str | None:
     return "\n".join(lines)
 
 
-def needles() -> str | None:
-    d = _load("needles.json")
+def needles(name: str = "needles.json") -> str | None:
+    d = _load(name)
     if d is None:
         return None
     lines = [f"| variant | needles found (lengths {d['lengths']}, depths {d['depths']}) |", "| --- | --- |"]
@@ -130,7 +130,8 @@ def needles() -> str | None:
 
 def tables() -> dict[str, str]:
     out = {"convert_ppl.md": ppl(), "convert_decode.md": decode(), "convert_decode_fresh.md": decode_fresh(),
-           "convert_ppl_gemma3.md": ppl_gemma3(), "convert_needles.md": needles()}
+           "convert_ppl_gemma3.md": ppl_gemma3(), "convert_needles.md": needles(),
+           "convert_needles_gemma3.md": needles("needles_gemma3.json")}
     return {k: v + "\n" for k, v in out.items() if v is not None}
 
 
