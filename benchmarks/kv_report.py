@@ -125,6 +125,10 @@ def task_side_by_side(task: str) -> str | None:
         lines.append(f"| {p} | {ratio if ratio is not None else '-'} | {cell(prompt, p, ratio)} | "
                      f"{cell(context, p, ratio, mb=True)} | {cell(context, p, ratio, picked)} | "
                      f"{cell(press, p, ratio, mb=True)} |")
+    tova_all = _load(f"{task}_4096_context_tova_all.json")  # kvpress's TOVA rule, on kvpress's cases
+    for ratio in sorted({r["ratio"] for r in (tova_all or {}).get("rows", []) if r["ratio"] is not None}):
+        lines.append(f"| tova:heads=all | {ratio} | - | - | - | - | - | {cell(tova_all, 'tova:heads=all', ratio, picked)} "
+                     f"| {cell(press, 'tova', ratio, mb=True)} |")
     depths = sorted({round(r["depth"], 3) for r in context["rows"]})
     lines += ["", f"{TASK_NAMES.get(task, task)}; {context['rows'][0]['n_tokens']}-token contexts, answer depths "
                   f"{', '.join(map(str, depths))} (kvpress's cases: "
