@@ -75,12 +75,14 @@ def _gemma3_table(d: dict) -> str:
              "(past the 512-token window), 1 thread.", "",
              "| feature map | window | kernel | trained params | steps | MSE first -> last | transfer s | "
              "transfer tokens/s | held-out ppl | recovery |", "|" + " --- |" * 10]
-    for r in d["runs"]:
+    part2 = _load("ppl_gemma3_part2.json")  # the remaining maps, same data and teacher figure
+    for r in d["runs"] + (part2 or {}).get("runs", []):
+        mse = "-" if r["mse_first"] is None else f"{r['mse_first']:.3f} -> {r['mse_last']:.3f}"
+        rate = f"{d['train_tokens'] / r['transfer_seconds']:.1f}" if r["trained_steps"] else "-"
         lines.append(f"| {r['feature_map']} | {r['window']} | {r['kernel']} | {r['trainable_params']:,} | "
-                     f"{r['trained_steps']} | {r['mse_first']:.3f} -> {r['mse_last']:.3f} | "
-                     f"{r['transfer_seconds']:.0f} | {d['train_tokens'] / r['transfer_seconds']:.1f} | "
+                     f"{r['trained_steps']} | {mse} | {r['transfer_seconds']:.0f} | {rate} | "
                      f"{r['ppl']:.2f} | {r['recovery']:.3f} |")
-    lines += ["", f"`{d['command']}`"]
+    lines += ["", f"`{d['command']}`" + (f"; `{part2['command']}`" if part2 else "")]
     return "\n".join(lines)
 
 
