@@ -61,12 +61,8 @@ def ppl() -> str | None:
 def ppl_gemma3(name: str = "ppl_gemma3.json") -> str | None:
     """Gemma3-270M: only its global layers converted (sliding-window layers stay softmax)."""
     d = _load(name)
-    if d is None:
+    if d is None or not d.get("runs"):
         return None
-    return _gemma3_table(d) if d.get("runs") else None
-
-
-def _gemma3_table(d: dict) -> str:
     n_seq = d["train_tokens"] // d["seq_len"]
     lines = [f"Gemma3-270M: teacher held-out perplexity **{d['teacher_ppl']:.2f}**, a 64-token window on every "
              f"layer **{d['window_only_ppl']:.2f}**; only the global layers are converted, the sliding-window "

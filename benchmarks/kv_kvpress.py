@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 def write_cases(n_tokens: int, needles: int, pick: list[int], path: Path, task: str = "needle") -> None:
     import attnlab
-    from kv_needles import NEW_TOKENS, cases, question_of
+    from kv_needles import NEW_TOKENS, cases
 
     _, tok = attnlab.load()
     out = []
@@ -27,7 +27,7 @@ def write_cases(n_tokens: int, needles: int, pick: list[int], path: Path, task: 
         if i in pick:
             out.append(dict(ids=tok(case.prompt)["input_ids"], answer=case.answer, depth=case.depth, task=task,
                             new_tokens=NEW_TOKENS[task],
-                            keep_last=len(tok(question_of(case), add_special_tokens=False)["input_ids"])))
+                            keep_last=len(tok(case.question, add_special_tokens=False)["input_ids"])))
     path.write_text(json.dumps(out))
 
 

@@ -30,12 +30,12 @@ def one(spec: str, n_tokens: int, new_tokens: int, model_name: str | None = None
     from attnlab.bench.needles import is_correct
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from kv_needles import cases, peak_rss_mb, question_of, reset_peak_rss
+    from kv_needles import cases, peak_rss_mb, reset_peak_rss
 
     torch.set_num_threads(1)
     model, tok = attnlab.load(model_name)
     case = cases(tok, n_tokens, 5)[0]
-    keep_last = len(tok(question_of(case), add_special_tokens=False)["input_ids"])
+    keep_last = len(tok(case.question, add_special_tokens=False)["input_ids"])
     from attnlab.kv.selection import SELECTIONS
 
     if spec != "none" and spec.split(":")[0] not in SELECTIONS:  # selection evicts nothing: no keep_last

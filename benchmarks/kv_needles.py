@@ -37,7 +37,6 @@ import platform
 import time
 from pathlib import Path
 
-QUESTION = "\n\nRemember the secret number."
 NEW_TOKENS = {"needle": 8, "multikey": 8, "vt": 16}  # vt: "A, VAR B, VAR C" needs more tokens
 POLICIES = ("streaming", "snapkv", "h2o", "tova", "knorm", "random", "adaptive")
 RATIOS = (0.25, 0.5, 0.75, 0.875)
@@ -63,11 +62,6 @@ def cases(tok, n_tokens: int, needles: int, task: str = "needle"):
     return make_cases(tok, shakespeare("hamlet"), [n_tokens], depths, seed=14, task=task, **options)
 
 
-def question_of(case) -> str:
-    """The question suffix of a case (old needle records derive it from QUESTION)."""
-    return case.question or case.prompt[case.prompt.rindex(QUESTION):]
-
-
 def feed(model, cache, question, spec):
     """The question [1, q] through the compressed cache under attach(kv=spec): the next token."""
     import torch
@@ -87,7 +81,7 @@ def run_case(model, tok, case, policies, ratios, new_tokens: int, progress, task
     from attnlab.bench.needles import answer_score, is_correct
     from attnlab.kv import replay
 
-    question = question_of(case)
+    question = case.question
     keep_last = len(tok(question, add_special_tokens=False)["input_ids"])
     ids = tok(case.prompt, return_tensors="pt")["input_ids"]
     if protocol == "context":  # the same token ids as kvpress's run: context, then the question

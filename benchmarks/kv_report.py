@@ -33,6 +33,24 @@ def _acc(rs) -> str:
     return f"{sum(bool(r['correct']) for r in rs)}/{len(rs)}" if rs else "-"
 
 
+def _cell(doc, p, ratio, depths=None, score=True, mb=True) -> str:
+    """'found | score | MB' of one policy x ratio in a result file (only `depths` if given)."""
+    rs = [r for r in doc["rows"] if r["policy"] == p and r["ratio"] == ratio
+          and (depths is None or round(r["depth"], 6) in depths)] if doc else []
+    fields = [_acc(rs) if rs else "-"] + ([_score(rs)] if score else [])
+    if mb:
+        fields.append(f"{sum(r['kv_bytes'] for r in rs) / len(rs) / MB:.1f}" if rs else "-")
+    return " | ".join(fields)
+
+
+def _tova_all_rows(name: str, press, depths, before: str, mb: bool, score: bool) -> list[str]:
+    """Rows of attnlab's `tova:heads=all` (kvpress's TOVA rule) beside kvpress's TOVA."""
+    doc = _load(name)
+    ratios = sorted({r["ratio"] for r in (doc or {}).get("rows", []) if r["ratio"] is not None})
+    return [f"| tova:heads=all | {ratio} | {before}{_cell(doc, 'tova:heads=all', ratio, depths, score, mb)} | "
+            f"{_cell(press, 'tova', ratio, score=score)} |" for ratio in ratios]
+
+
 def _score(rs) -> str:
     """Mean partial score (variable tracking: fraction of chain names found)."""
     return f"{sum(r.get('score', float(r['correct'])) for r in rs) / len(rs):.2f}" if rs else "-"
@@ -74,10 +92,7 @@ def side_by_side() -> str | None:
     depths = {round(r["depth"], 6) for r in press["rows"]}
 
     def cell(doc, p, ratio):
-        if doc is None:
-            return "- | -"
-        rs = [r for r in doc["rows"] if r["policy"] == p and r["ratio"] == ratio and round(r["depth"], 6) in depths]
-        return f"{_acc(rs)} | {sum(r['kv_bytes'] for r in rs) / len(rs) / MB:.1f}" if rs else "- | -"
+        return _cell(doc, p, ratio, depths, score=False)
 
     keys = sorted({(r["policy"], r["ratio"]) for r in press["rows"]},
                   key=lambda k: (k[0] != "none", k[0], k[1] or 0))
@@ -86,11 +101,7 @@ def side_by_side() -> str | None:
     for p, ratio in keys:
         lines.append(f"| {p} | {ratio if ratio is not None else '-'} | {cell(prompt, p, ratio)} | "
                      f"{cell(context, p, ratio)} | {cell(press, p, ratio)} |")
-    tova_all = _load("needles_4096_context_tova_all.json")  # kvpress's TOVA rule, next to its press
-    if tova_all is not None:
-        for ratio in sorted({r["ratio"] for r in tova_all["rows"] if r["ratio"] is not None}):
-            lines.append(f"| tova:heads=all | {ratio} | - | - | {cell(tova_all, 'tova:heads=all', ratio)} | "
-                         f"{cell(press, 'tova', ratio)} |")
+    lines += _tova_all_rows("needles_4096_context_tova_all.json", press, depths, "- | - | ", mb=True, score=False)
     lines += ["", f"Needles at depths {', '.join(str(round(x, 2)) for x in sorted(depths))} "
                   f"({len(press['rows'])} kvpress runs)."]
     return "\n".join(lines)
@@ -111,11 +122,7 @@ def task_side_by_side(task: str) -> str | None:
     picked = {round(r["depth"], 6) for r in press["rows"]} if press else set()
 
     def cell(doc, p, ratio, depths=None, mb=False):
-        rs = [r for r in doc["rows"] if r["policy"] == p and r["ratio"] == ratio
-              and (depths is None or round(r["depth"], 6) in depths)] if doc else []
-        if not rs:
-            return "- | -" + (" | -" if mb else "")
-        return f"{_acc(rs)} | {_score(rs)}" + (f" | {sum(r['kv_bytes'] for r in rs) / len(rs) / MB:.1f}" if mb else "")
+        return _cell(doc, p, ratio, depths, mb=mb)
 
     n_all = len({round(r["depth"], 6) for r in context["rows"]})
     lines = [f"| policy | ratio | question-aware, {n_all} cases: found | score | kvpress's protocol, {n_all} cases: "
@@ -125,10 +132,8 @@ def task_side_by_side(task: str) -> str | None:
         lines.append(f"| {p} | {ratio if ratio is not None else '-'} | {cell(prompt, p, ratio)} | "
                      f"{cell(context, p, ratio, mb=True)} | {cell(context, p, ratio, picked)} | "
                      f"{cell(press, p, ratio, mb=True)} |")
-    tova_all = _load(f"{task}_4096_context_tova_all.json")  # kvpress's TOVA rule, on kvpress's cases
-    for ratio in sorted({r["ratio"] for r in (tova_all or {}).get("rows", []) if r["ratio"] is not None}):
-        lines.append(f"| tova:heads=all | {ratio} | - | - | - | - | - | {cell(tova_all, 'tova:heads=all', ratio, picked)} "
-                     f"| {cell(press, 'tova', ratio, mb=True)} |")
+    lines += _tova_all_rows(f"{task}_4096_context_tova_all.json", press, picked, "- | - | - | - | - | ",
+                            mb=False, score=True)
     depths = sorted({round(r["depth"], 3) for r in context["rows"]})
     lines += ["", f"{TASK_NAMES.get(task, task)}; {context['rows'][0]['n_tokens']}-token contexts, answer depths "
                   f"{', '.join(map(str, depths))} (kvpress's cases: "

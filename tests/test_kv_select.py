@@ -97,7 +97,7 @@ def test_recycled_reuses_the_top_keys_of_its_last_full_step():
     ("snapkv", "needs ratio"), ("snapkv:ratio=0.5,windw=4", "no parameter"), ("quest:tokens=1.5", "is not int"),
     ("none:foo=1", "takes no parameter"), ("snapkv:ratio=0.5,window=x", "is not int"),
     ("quest:ratio=0.5", "evicts nothing"), ("none:decode_budget=8", "takes no parameter"),
-    ("quest:page=4,tokens=8,layer=1", "no parameter")])
+    ("quest:page=4,tokens=8,layer=1", "no parameter"), ("tova:ratio=0.5,heads=some", "valid: group, all")])
 def test_spec_errors_are_clear(spec, words):
     with pytest.raises(SpecError, match=words.replace("[", r"\[").replace(")", r"\)")):
         parse(spec)

@@ -66,18 +66,14 @@ def _haystack(tokenizer, haystack: str, n_tokens: int, overhead_text: str, rng) 
     return tokenizer.decode(ids[start:start + budget])
 
 
-def _insert(body: str, sentences: list[tuple[float, str]]) -> tuple[str, int]:
-    """Insert (depth, sentence) pairs at sentence boundaries; the text and the first offset."""
+def _insert(body: str, sentences: list[tuple[float, str]]) -> str:
+    """Insert (depth, sentence) pairs at the sentence boundaries nearest their depths."""
     cuts = sorted((_sentence_boundary(body, int(len(body) * d)), s) for d, s in sentences)
-    parts, last, first = [], 0, None
+    parts, last = [], 0
     for cut, sentence in cuts:
-        parts.append(body[last:cut])
-        if first is None:
-            first = sum(len(p) for p in parts) + 1
-        parts.append(f" {sentence} ")
+        parts += [body[last:cut], f" {sentence} "]
         last = cut
-    parts.append(body[last:])
-    return "".join(parts), first or 0
+    return "".join(parts + [body[last:]])
 
 
 def make_multikey_case(tokenizer, haystack: str, n_tokens: int, depth: float, seed: int,
@@ -94,9 +90,8 @@ def make_multikey_case(tokenizer, haystack: str, n_tokens: int, depth: float, se
     needles = [f"The secret number of {n} is {x}." for n, x in zip(names, numbers)]
     question = f"\n\nRemember the secret numbers. The secret number of {names[0]} is"
     body = _haystack(tokenizer, haystack, n_tokens, " ".join(needles) + question, rng)
-    text, _ = _insert(body, list(zip(depths[1:], needles[1:])))
-    target, _ = _insert(text, [(depth, needles[0])])
-    prompt = target + question
+    text = _insert(body, list(zip(depths[1:], needles[1:])))  # distractors first, then the asked needle
+    prompt = _insert(text, [(depth, needles[0])]) + question
     return NeedleCase(prompt, numbers[0], needles[0], depth, len(tokenizer(prompt)["input_ids"]),
                       prompt.index(needles[0]), question, "multikey")
 
@@ -123,8 +118,7 @@ def make_vt_case(tokenizer, haystack: str, n_tokens: int, depth: float, seed: in
     question = (f"\n\nQuestion: find all variables that are assigned the value {value}, directly or "
                 f"through other variables.\nAnswer: the variables assigned the value {value} are VAR")
     body = _haystack(tokenizer, haystack, n_tokens, " ".join(chain) + question, rng)
-    text, first = _insert(body, list(zip(depths, chain)))
-    prompt = text + question
+    prompt = _insert(body, list(zip(depths, chain))) + question
     return NeedleCase(prompt, " ".join(names), chain[0], depth, len(tokenizer(prompt)["input_ids"]),
                       prompt.index(chain[0]), question, "vt")
 

@@ -22,13 +22,10 @@ from .policy import KVPolicy
 
 
 def _attention(call: AttnCall, heads: str = "group") -> torch.Tensor:
-    """The call's last query's attention per key head: [B, H_kv, K] fp32 (mean over the group;
-    heads="all": over every query head, the same for each key head)."""
-    p = sc.probs(call, sc.logits(call, call.q_len - 1, call.q_len))[:, :, 0]  # [B, H, K]
-    b, _, k = p.shape
-    if heads == "all":
-        return p.mean(1, keepdim=True).expand(b, call.num_kv_heads, k)
-    return p.view(b, call.num_kv_heads, call.groups, k).mean(2)
+    """The call's last query's attention per key head: [B, H_kv, K] fp32 (the scorers' head mean)."""
+    from .scorers import _group_mean
+
+    return _group_mean(sc.probs(call, sc.logits(call, call.q_len - 1, call.q_len))[:, :, 0], call, heads)
 
 
 def decode_scores(policy: KVPolicy, layer, call: AttnCall) -> torch.Tensor:

@@ -47,7 +47,7 @@ class KVPolicy:
         return self.name
 
 
-def _check_params(owner: str, fn, params: dict) -> dict:
+def _check_params(owner: str, fn, params: dict, choices: dict | None = None) -> dict:
     skip = 3 if owner in _selection_names() else 1  # after `call` (selection rules: call, layer, state)
     sig = list(inspect.signature(fn).parameters.items())[skip:]
     valid = {n: p.default for n, p in sig}
@@ -59,6 +59,9 @@ def _check_params(owner: str, fn, params: dict) -> dict:
         want = type(valid[key])
         if not isinstance(value, want) or isinstance(value, bool) != isinstance(valid[key], bool):
             raise SpecError(f"kv policy {owner!r}: {key}={value!r} is not {want.__name__} (default {valid[key]!r})")
+        allowed = (choices or {}).get(key)
+        if allowed is not None and value not in allowed:
+            raise SpecError(f"kv policy {owner!r}: {key}={value!r}; valid: {', '.join(allowed)}")
     return params
 
 
@@ -84,7 +87,7 @@ def _common(name: str, params: dict) -> dict:
 def parse(spec: "str | KVPolicy") -> KVPolicy:
     """The KVPolicy of a spec string (an unknown name or parameter is a SpecError listing the valid ones)."""
     from ..spec import split_spec
-    from .scorers import SCORERS
+    from .scorers import CHOICES, SCORERS
     from .selection import SELECTIONS
 
     if isinstance(spec, KVPolicy):
@@ -111,7 +114,7 @@ def parse(spec: "str | KVPolicy") -> KVPolicy:
                         "or decode_budget=")
     if adaptive and not 0.0 <= alpha <= 1.0:
         raise SpecError(f"adaptive: alpha must be in [0, 1], got {alpha}")
-    policy = KVPolicy(name, scorer, _check_params(scorer, SCORERS[scorer], params), adaptive=adaptive,
+    policy = KVPolicy(name, scorer, _check_params(scorer, SCORERS[scorer], params, CHOICES.get(scorer)), adaptive=adaptive,
                       alpha=alpha, **common)
     if policy.ratio is not None:
         from .select import row_budgets

@@ -30,9 +30,12 @@ def first_real(call: AttnCall) -> torch.Tensor:
     return sc.first_seen_key(call)
 
 
-def _group_mean(scores: torch.Tensor, call: AttnCall) -> torch.Tensor:
-    """[B, H, K] per query head -> [B, H_kv, K], the mean over each key head's G query heads."""
+def _group_mean(scores: torch.Tensor, call: AttnCall, heads: str = "group") -> torch.Tensor:
+    """[B, H, K] per query head -> [B, H_kv, K]: the mean over each key head's G query heads,
+    or (heads="all") the mean over every query head, the same scores for each key head."""
     b, _, k = scores.shape
+    if heads == "all":
+        return scores.mean(1, keepdim=True).expand(b, call.num_kv_heads, k).contiguous()
     return scores.view(b, call.num_kv_heads, call.groups, k).mean(2)
 
 
@@ -88,14 +91,7 @@ def tova(call: AttnCall, heads: str = "group") -> torch.Tensor:
     """Attention of the last query on each key: [B, H_kv, K]. heads="group": per key head (the
     mean over its query heads); heads="all": the mean over every query head, the same scores
     for every key head (kvpress's TOVAPress)."""
-    from ..errors import SpecError
-
-    if heads not in ("group", "all"):
-        raise SpecError(f"tova: heads={heads!r}; valid: group, all")
-    p = _probs(call, call.q_len - 1, call.q_len)[:, :, 0]  # [B, H, K]
-    if heads == "all":
-        return p.mean(1, keepdim=True).expand(-1, call.num_kv_heads, -1).contiguous()
-    return _group_mean(p, call)
+    return _group_mean(_probs(call, call.q_len - 1, call.q_len)[:, :, 0], call, heads)
 
 
 def knorm(call: AttnCall) -> torch.Tensor:
@@ -111,5 +107,7 @@ def random(call: AttnCall, seed: int = 0) -> torch.Tensor:
         out[b, :, first:] = torch.rand(call.num_kv_heads, call.k_len - first, generator=g)
     return out.to(call.device)
 
+
+CHOICES = {"tova": {"heads": ("group", "all")}}  # parameters with a fixed set of values (checked by parse)
 
 SCORERS = {"streaming": streaming, "snapkv": snapkv, "h2o": h2o, "tova": tova, "knorm": knorm, "random": random}
